@@ -1,0 +1,52 @@
+#pragma once
+/// \file class_weights.hpp
+/// \brief Class weights from per-class sample counts, ready for the `weight` / `alpha` options.
+
+#include <torchloss/detail/checks.hpp>
+
+#include <cmath>
+
+namespace torchloss {
+/// Class-weight helpers: each takes per-class counts \f$n_c\f$ (a 1-D tensor [C], integer or
+/// floating, every entry \f$> 0\f$) and returns float weights [C] on the counts' device.
+namespace class_weights {
+
+namespace detail {
+/// Validates counts and returns them as float64.
+inline torch::Tensor checked_counts(const char* fn, const torch::Tensor& counts) {
+  TORCH_CHECK(counts.defined() && counts.dim() == 1 && counts.numel() >= 1, fn,
+              ": counts must be a non-empty 1-D tensor [C], got ",
+              counts.defined() ? torchloss::detail::shape_str(counts) : std::string("an undefined tensor"));
+  const auto as_double = counts.to(torch::kDouble);
+  const auto bad = ~(as_double > 0);
+  TORCH_CHECK(!bad.any().item<bool>(), fn, ": every class count must be positive, got ",
+              as_double.masked_select(bad)[0].item<double>(), " at class ", bad.nonzero()[0][0].item<int64_t>());
+  return as_double;
+}
+}  // namespace detail
+
+/// Inverse-frequency weights, normalised to sum to C:
+/// \f[ w_c = \frac{C \, n_c^{-1}}{\sum_k n_k^{-1}} \f]
+/// (equivalently \f$N / (C\, n_c)\f$ up to that normalisation).
+inline torch::Tensor inverse_frequency(const torch::Tensor& counts) {
+  const auto n = detail::checked_counts("torchloss::class_weights::inverse_frequency", counts);
+  const auto inverse = n.reciprocal();
+  return (inverse * (static_cast<double>(n.numel()) / inverse.sum())).to(torch::kFloat);
+}
+
+/// Class-balanced weights by the effective number of samples (Cui et al., CVPR 2019),
+/// normalised to sum to C:
+/// \f[ w_c \propto \frac{1-\beta}{1-\beta^{n_c}}, \qquad \sum_c w_c = C, \qquad \beta \in [0, 1). \f]
+/// \f$\beta = 0\f$ gives equal weights; \f$\beta \to 1\f$ approaches inverse frequency.
+inline torch::Tensor effective_number(const torch::Tensor& counts, double beta = 0.999) {
+  const char* fn = "torchloss::class_weights::effective_number";
+  TORCH_CHECK(beta >= 0 && beta < 1, fn, ": beta must be in [0, 1), got ", beta);
+  const auto n = detail::checked_counts(fn, counts);
+  // 1 - beta^n computed as -expm1(n log beta): exact when beta^n is close to 1.
+  const auto effective = beta == 0 ? torch::ones_like(n) : -torch::expm1(n * std::log(beta)) / (1 - beta);
+  const auto inverse = effective.reciprocal();
+  return (inverse * (static_cast<double>(n.numel()) / inverse.sum())).to(torch::kFloat);
+}
+
+}  // namespace class_weights
+}  // namespace torchloss

@@ -1,0 +1,267 @@
+#pragma once
+/// \file elementwise_loss.hpp
+/// \brief Shared machinery of the sigmoid (binary and multi-label) losses, whose loss is a
+/// sum of independent per-element terms ℓ(x, y): a broadcast weight, target checks, dtype,
+/// reductions, fused CPU kernels, the device-agnostic ATen path and the autograd function.
+/// A loss supplies a `Term` policy with `value(x, y, params)` and `grad(x, y, params)`
+/// (∂ℓ/∂x), written once as templates that work on scalars (CPU kernels) and on tensors
+/// (ATen path), through the overloads in `ops`.
+
+#include <torchloss/detail/checks.hpp>
+#include <torchloss/detail/fast_math.hpp>
+#include <torchloss/detail/reduction.hpp>
+#include <torchloss/detail/kernel_utils.hpp>
+
+#include <ATen/Parallel.h>
+
+#include <type_traits>
+
+namespace torchloss {
+namespace detail {
+namespace ops {
+
+/// A double option in the arithmetic of V: V itself for scalars, double for tensors.
+template <typename V>
+inline auto lit(double value) {
+  if constexpr (std::is_arithmetic<V>::value) {
+    return static_cast<V>(value);
+  } else {
+    return value;
+  }
+}
+
+/// softplus on scalars (see fast::softplus).
+template <typename T, typename = std::enable_if_t<std::is_floating_point<T>::value>>
+inline T softplus(T x) {
+  return fast::softplus(x);
+}
+/// softplus on tensors, with the same stable formula max(x, 0) + log1p(e^{-|x|}).
+inline torch::Tensor softplus(const torch::Tensor& x) { return x.clamp_min(0) + (-x.abs()).exp().log1p(); }
+
+/// sigmoid on scalars (see fast::sigmoid).
+template <typename T, typename = std::enable_if_t<std::is_floating_point<T>::value>>
+inline T sigmoid(T x) {
+  return fast::sigmoid(x);
+}
+/// sigmoid on tensors.
+inline torch::Tensor sigmoid(const torch::Tensor& x) { return x.sigmoid(); }
+
+}  // namespace ops
+
+/// How a broadcast weight maps onto the flattened input: element i reads
+/// weight[(i / inner) % period]. Weights that do not fit the pattern are materialised.
+struct BroadcastWeight {
+  torch::Tensor values;  ///< contiguous, compute dtype; undefined when there is no weight
+  int64_t inner = 1, period = 1;
+};
+
+/// Right-aligns the weight's shape with the input's; when its non-1 dims form one block,
+/// reads it in place, else expands it to the input's shape.
+inline BroadcastWeight broadcast_weight(const torch::Tensor& weight, const torch::Tensor& input,
+                                        torch::ScalarType dtype) {
+  BroadcastWeight b;
+  if (!weight.defined()) return b;
+  const int64_t offset = input.dim() - weight.dim();
+  int64_t first = -1, last = -1;
+  for (int64_t d = 0; d < weight.dim(); ++d) {
+    if (weight.size(d) != 1) {
+      if (first < 0) first = d + offset;
+      last = d + offset;
+    }
+  }
+  bool block = true;
+  for (int64_t d = first; first >= 0 && d <= last; ++d) block = block && weight.size(d - offset) == input.size(d);
+  if (!block) {
+    b.values = weight.to(dtype).expand(input.sizes()).contiguous();
+    b.period = input.numel();
+    return b;
+  }
+  b.values = weight.to(dtype).contiguous();
+  b.period = b.values.numel();
+  for (int64_t d = last + 1; first >= 0 && d < input.dim(); ++d) b.inner *= input.size(d);
+  if (first < 0) b.inner = input.numel();
+  return b;
+}
+
+/// Calls `run(begin, length, w, w_stride)` over [begin, end) in runs along which the weight
+/// index is either constant (w_stride 0) or advances with the element (w_stride 1).
+template <typename T, typename Run>
+inline void for_weight_runs(int64_t begin, int64_t end, const BroadcastWeight& b, const T* w, Run run) {
+  for (int64_t i = begin; i < end;) {
+    int64_t length;
+    if (b.inner == 1) {
+      const int64_t j = i % b.period;
+      length = std::min(end - i, b.period - j);
+      run(i, length, w + j, std::integral_constant<int, 1>());
+    } else {
+      const int64_t segment = i / b.inner;
+      length = std::min(end - i, (segment + 1) * b.inner - i);
+      run(i, length, w + segment % b.period, std::integral_constant<int, 0>());
+    }
+    i += length;
+  }
+}
+
+/// Grain of the element-wise parallel loops.
+constexpr int64_t kElementGrain = 32768;
+
+/// Fused CPU forward: per-element losses (kNone) or their sum, and whether a target fell
+/// outside [0, 1].
+template <class Term, typename T>
+torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& b,
+                                      int64_t reduction, const typename Term::Params& params, bool& bad_target) {
+  const T* x = x_t.data_ptr<T>();
+  const T* y = y_t.data_ptr<T>();
+  const T one = 1;
+  const T* w = b.values.defined() ? b.values.template data_ptr<T>() : &one;
+  const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
+  const BroadcastWeight& layout = b.values.defined() ? b : unweighted;
+  const int64_t n = x_t.numel();
+  const bool store = reduction == at::Reduction::None;
+  auto losses = torch::empty(store ? x_t.sizes() : torch::IntArrayRef{}, x_t.options());
+  T* out = losses.template data_ptr<T>();
+  const int64_t chunks = (n + kElementGrain - 1) / kElementGrain;
+  std::vector<double> chunk_sum(static_cast<size_t>(chunks), 0.0);
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
+      const int64_t begin = chunk * kElementGrain, end = std::min(n, begin + kElementGrain);
+      T total = 0;
+      int bad_count = 0;
+      for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
+        constexpr int stride = decltype(w_stride)::value;
+        const T* xr = x + i0;
+        const T* yr = y + i0;
+        for (int64_t k = 0; k < length; ++k) bad_count += !(yr[k] >= T(0) && yr[k] <= T(1)) && yr[k] == yr[k];
+        if (store) {
+          for (int64_t k = 0; k < length; ++k) out[i0 + k] = wr[k * stride] * Term::value(xr[k], yr[k], params);
+        } else {
+          total += row_sum<T>(length, [&](int64_t k) { return wr[k * stride] * Term::value(xr[k], yr[k], params); });
+        }
+      });
+      chunk_sum[static_cast<size_t>(chunk)] = static_cast<double>(total);
+      if (bad_count) bad = true;
+    }
+  });
+  bad_target = bad;
+  if (!store) {
+    double total = 0;
+    for (double s : chunk_sum) total += s;
+    losses.fill_(total);
+  }
+  return losses;
+}
+
+/// Fused CPU backward: grad_i = g_i · w_i · ∂ℓ/∂x_i, g a scalar or one value per element.
+template <class Term, typename T>
+torch::Tensor elementwise_backward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& b,
+                                       const torch::Tensor& scale, const typename Term::Params& params) {
+  auto grad = torch::empty_like(x_t);
+  const T* x = x_t.data_ptr<T>();
+  const T* y = y_t.data_ptr<T>();
+  const auto scale_c = scale.contiguous();
+  const T* g = scale_c.data_ptr<T>();
+  const bool per_element = scale_c.numel() != 1 || x_t.numel() == 1;
+  const T one = 1;
+  const T* w = b.values.defined() ? b.values.template data_ptr<T>() : &one;
+  const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
+  const BroadcastWeight& layout = b.values.defined() ? b : unweighted;
+  T* out = grad.template data_ptr<T>();
+  at::parallel_for(0, x_t.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
+    for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
+      constexpr int stride = decltype(w_stride)::value;
+      const T* xr = x + i0;
+      const T* yr = y + i0;
+      T* gr = out + i0;
+      if (per_element) {
+        const T* gi = g + i0;
+        for (int64_t k = 0; k < length; ++k) gr[k] = gi[k] * wr[k * stride] * Term::grad(xr[k], yr[k], params);
+      } else {
+        const T g0 = g[0];
+        for (int64_t k = 0; k < length; ++k) gr[k] = g0 * wr[k * stride] * Term::grad(xr[k], yr[k], params);
+      }
+    });
+  });
+  return grad;
+}
+
+/// The weight as an input-shaped (broadcasting) tensor for the ATen path.
+inline torch::Tensor aten_weight(const BroadcastWeight& b, const torch::Tensor& x) {
+  if (!b.values.defined()) return torch::ones({}, x.options());
+  if (b.period == x.numel()) return b.values.view(x.sizes());
+  // Rebuild the [outer, period, inner] view that for_weight_runs walks.
+  return b.values.view({1, b.period, 1}).expand({x.numel() / (b.period * b.inner), b.period, b.inner})
+      .reshape(x.sizes());
+}
+
+/// The autograd function of every element-wise loss.
+template <class Term>
+struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLossFunction<Term>> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const torch::Tensor& input, const torch::Tensor& target,
+                                                const optional<torch::Tensor>& weight, const char* fn,
+                                                int64_t reduction, typename Term::Params params) {
+    const auto dtype = compute_dtype(input.scalar_type());
+    const auto x = input.to(dtype).contiguous();
+    const auto y = target.to(dtype).contiguous();
+    const auto b = broadcast_weight(weight.value_or(torch::Tensor()), input, dtype);
+    torch::Tensor losses;
+    if (x.device().is_cpu() && !force_aten_path) {
+      bool bad_target = false;
+      AT_DISPATCH_FLOATING_TYPES(dtype, "torchloss_elementwise_forward", [&] {
+        losses = elementwise_forward_cpu<Term, scalar_t>(x, y, b, reduction, params, bad_target);
+      });
+      if (bad_target) check_probabilities(fn, target);
+    } else {
+      check_probabilities(fn, target);
+      losses = aten_weight(b, x) * Term::value(x, y, params);
+      if (reduction != at::Reduction::None) losses = losses.sum();
+    }
+    const double count = static_cast<double>(input.numel());
+    ctx->save_for_backward({x, y, b.values});
+    ctx->saved_data["layout"] = std::vector<int64_t>{b.inner, b.period, reduction,
+                                                     static_cast<int64_t>(input.scalar_type())};
+    ctx->saved_data["params"] = params.pack();
+    // losses already holds the sum for kSum/kMean; kMean divides by the element count.
+    auto loss = losses;
+    if (reduction == at::Reduction::Mean) loss = count > 0 ? losses / count : torch::zeros_like(losses);
+    return {loss.to(input.scalar_type())};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& y = saved[1];
+    const auto layout = ctx->saved_data["layout"].toIntVector();
+    BroadcastWeight b{saved[2], layout[0], layout[1]};
+    const int64_t reduction = layout[2];
+    const auto input_dtype = static_cast<torch::ScalarType>(layout[3]);
+    const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
+    const auto scale =
+        element_grad_scale(grad_outputs[0].to(x.scalar_type()), reduction, static_cast<double>(x.numel()));
+    torch::Tensor grad;
+    if (x.device().is_cpu() && !force_aten_path) {
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "torchloss_elementwise_backward", [&] {
+        grad = elementwise_backward_cpu<Term, scalar_t>(x, y, b, scale, params);
+      });
+    } else {
+      grad = scale * aten_weight(b, x) * Term::grad(x, y, params);
+    }
+    return {grad.to(input_dtype), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+/// Validates the shared arguments of an element-wise loss and applies it.
+template <class Term>
+torch::Tensor elementwise_loss(const char* fn, const torch::Tensor& input, const torch::Tensor& target,
+                               const torch::Tensor& weight, int64_t reduction, const typename Term::Params& params) {
+  check_same_shape_target(fn, input, target);
+  check_broadcast_weight(fn, input, weight);
+  const optional<torch::Tensor> maybe_weight = weight.defined() ? optional<torch::Tensor>(weight) : c10::nullopt;
+  return ElementwiseLossFunction<Term>::apply(input, target, maybe_weight, fn, reduction, params)[0];
+}
+
+}  // namespace detail
+}  // namespace torchloss

@@ -1,0 +1,9 @@
+#pragma once
+/// \file torchloss.hpp
+/// \brief Umbrella header: every torchloss loss, module and helper.
+
+#include <torchloss/version.hpp>
+
+#include <torchloss/class_weights.hpp>
+#include <torchloss/weighted_binary_cross_entropy.hpp>
+#include <torchloss/weighted_cross_entropy.hpp>
