@@ -28,9 +28,9 @@ inline To bit_cast(From from) {
 /// e^x for float: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n by
 /// exponent bits. Inputs below -87 return about 1e-38 (not a denormal or 0); NaN stays NaN.
 inline float exp(float x) {
-  // Clamp keeps 2^n a normal number; the ternaries keep NaN (comparisons are false).
-  x = x < 88.3762626647949f ? x : 88.3762626647949f;
-  x = x > -87.3365447504f ? x : -87.3365447504f;
+  // Clamp keeps 2^n a normal number; written so NaN (all comparisons false) passes through.
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+  x = x < -87.3365447504f ? -87.3365447504f : x;
   // Round x/ln2 to the nearest integer with the 1.5*2^23 trick: no float->int conversion.
   const float shifter = 12582912.0f;
   float n = x * 1.44269504088896341f + shifter;

@@ -205,7 +205,6 @@ SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfi
   }
   const auto valid_f = valid.to(r.x.scalar_type());
   out.losses = losses * valid_f;
-  out.lse = out.lse * valid_f;
   const auto counted = cfg.weighted_mean ? (w_y * valid_f).sum() : valid_f.sum();
   out.denominator = counted.item<double>();
   return out;

@@ -1,0 +1,119 @@
+// weighted_binary_cross_entropy against the float64 formula and, with alpha < 0, against
+// torch's binary_cross_entropy_with_logits (fixtures); extreme logits and bad inputs.
+#include <torchloss/torchloss.hpp>
+
+#include "support/all_close.hpp"
+#include "support/error_matchers.hpp"
+#include "support/fixtures.hpp"
+#include "support/gradcheck.hpp"
+
+using torchloss_test::AllClose;
+namespace F = torchloss::functional;
+
+namespace {
+const char* kFn = "torchloss::weighted_binary_cross_entropy";
+}
+
+TEST_CASE("weighted_binary_cross_entropy matches the reference in value and gradient",
+          "[weighted_binary_cross_entropy]") {
+  const torchloss_test::Fixture fx("weighted_binary_cross_entropy.pt");
+  for (bool aten_path : {false, true}) {
+    torchloss::detail::ScopedAtenPath path(aten_path);
+    for (const auto& dc : torchloss_test::dtype_cases()) {
+      for (int64_t k = 0; k < fx.count(); ++k) {
+        const std::string key = std::to_string(k);
+        INFO("case " << key << ", dtype " << dc.dtype << ", aten path " << aten_path);
+        const auto opt = fx[key + "/options"];
+        const auto weight_dtype = dc.dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+        auto weight = fx.get_or_undefined(key + "/weight");
+        const auto options = F::WeightedBinaryCrossEntropyFuncOptions(opt[0].item<double>())
+                                 .weight(weight.defined() ? weight.to(weight_dtype) : weight)
+                                 .reduction(torchloss_test::reduction_from_code(opt[1].item<int64_t>()));
+        auto x = fx[key + "/input"].to(dc.dtype).requires_grad_();
+        const auto loss = F::weighted_binary_cross_entropy(x, fx[key + "/target"].to(dc.dtype), options);
+        CHECK(loss.scalar_type() == dc.dtype);
+        const auto expected = fx[key + "/" + dc.tag + "/loss"];
+        // A sum of extreme losses overflows float16 (max 65504) in any implementation.
+        if (dc.dtype == torch::kHalf && expected.abs().max().item<double>() > 65504) continue;
+        // Targets are rounded to the dtype too; the reference used float64 targets.
+        const double target_rtol = dc.dtype == torch::kHalf ? 2e-3 : dc.dtype == torch::kBFloat16 ? 2e-2 : 0.0;
+        CHECK_THAT(loss, AllClose(expected, dc.rtol + target_rtol, dc.atol * (1 + expected.abs().max().item<double>())));
+        const auto grad = torch::autograd::grad({loss}, {x}, {fx[key + "/grad_output"].to(dc.dtype)})[0];
+        CHECK(grad.scalar_type() == dc.dtype);
+        CHECK_THAT(grad, AllClose(fx[key + "/" + dc.tag + "/grad"], dc.rtol + target_rtol, dc.atol));
+      }
+    }
+  }
+}
+
+TEST_CASE("weighted_binary_cross_entropy module carries its weight buffer", "[weighted_binary_cross_entropy]") {
+  const auto weight = torch::rand({5}) + 0.5;
+  torchloss::WeightedBinaryCrossEntropyLoss loss(torchloss::WeightedBinaryCrossEntropyLossOptions(-1).weight(weight));
+  const auto x = torch::randn({6, 5});
+  const auto y = torch::rand({6, 5});
+  CHECK_THAT(loss(x, y), AllClose(torch::nn::functional::binary_cross_entropy_with_logits(
+                             x, y, torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().weight(weight))));
+  REQUIRE(loss->named_buffers().contains("weight"));
+  auto copy = std::dynamic_pointer_cast<torchloss::WeightedBinaryCrossEntropyLossImpl>(loss->clone());
+  CHECK(torch::equal(copy->weight, weight));
+}
+
+TEST_CASE("weighted_binary_cross_entropy: empty input gives 0 under kMean", "[weighted_binary_cross_entropy]") {
+  auto x = torch::zeros({0, 3}).requires_grad_();
+  const auto loss = F::weighted_binary_cross_entropy(x, torch::zeros({0, 3}), {0.25});
+  CHECK(loss.item<float>() == 0.0f);
+}
+
+TEST_CASE("weighted_binary_cross_entropy stays finite at extreme logits and propagates NaN",
+          "[weighted_binary_cross_entropy]") {
+  for (const auto& dc : torchloss_test::dtype_cases()) {
+    INFO("dtype " << dc.dtype);
+    auto x = torch::tensor({-1e4, 1e4, -1e4, 1e4}).to(dc.dtype).requires_grad_();
+    const auto y = torch::tensor({0.0, 1.0, 1.0, 0.0}).to(dc.dtype);
+    const auto loss = F::weighted_binary_cross_entropy(
+        x, y, F::WeightedBinaryCrossEntropyFuncOptions(0.25).reduction(torch::kNone));
+    loss.sum().backward();
+    CHECK_THAT(loss, AllClose(torch::tensor({0.0, 0.0, 0.25e4, 0.75e4}), std::max(1e-3, dc.rtol), 1e-6));
+    CHECK_THAT(x.grad(), AllClose(torch::tensor({0.0, 0.0, -0.25, 0.75}), 1e-2, 1e-6));
+  }
+  auto x = torch::tensor({0.5f, std::numeric_limits<float>::quiet_NaN()});
+  const auto loss = F::weighted_binary_cross_entropy(
+      x, torch::tensor({1.0f, 1.0f}), F::WeightedBinaryCrossEntropyFuncOptions(0.5).reduction(torch::kNone));
+  CHECK(std::isfinite(loss[0].item<float>()));
+  CHECK(std::isnan(loss[1].item<float>()));
+}
+
+TEST_CASE("weighted_binary_cross_entropy passes float64 finite differences", "[weighted_binary_cross_entropy]") {
+  torch::manual_seed(3);
+  const auto y = torch::rand({4, 3}, torch::kDouble);
+  const auto weight = torch::rand({3}, torch::kDouble);
+  for (double alpha : {-1.0, 0.3}) {
+    const auto f = [&](const torch::Tensor& x) {
+      return F::weighted_binary_cross_entropy(
+          x, y, F::WeightedBinaryCrossEntropyFuncOptions(alpha).weight(weight).reduction(torch::kNone));
+    };
+    CHECK(torchloss_test::finite_difference_error(f, torch::randn({4, 3}, torch::kDouble) * 3) <= 1.0);
+  }
+}
+
+TEST_CASE("weighted_binary_cross_entropy rejects bad inputs with named errors",
+          "[weighted_binary_cross_entropy][errors]") {
+  const auto x = torch::randn({4, 3});
+  const auto y = torch::rand({4, 3});
+  const F::WeightedBinaryCrossEntropyFuncOptions plain(0.25);
+  TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x.to(torch::kInt), y, plain), kFn, "input must be a floating-point");
+  TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, torch::rand({4, 1}), plain), kFn, "target shape [4, 1]");
+  TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y.to(torch::kLong), plain), kFn, "target must be a floating-point");
+  for (bool aten_path : {false, true}) {
+    torchloss::detail::ScopedAtenPath path(aten_path);
+    TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y + 1.5, plain), kFn, "outside [0, 1]");
+    TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y - 2, plain), kFn, "target value -");
+  }
+  TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y, F::WeightedBinaryCrossEntropyFuncOptions(1.5)), kFn,
+                        "alpha must be at most 1");
+  TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y, F::WeightedBinaryCrossEntropyFuncOptions(0.2).weight(torch::ones({4}))),
+                        kFn, "weight shape [4] does not broadcast");
+  TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y, F::WeightedBinaryCrossEntropyFuncOptions(0.2).weight(torch::ones({2, 4, 3}))),
+                        kFn, "does not broadcast");
+  TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y.to(torch::kMeta), plain), kFn, "target is on meta");
+}
