@@ -1,0 +1,18 @@
+# Extracts the C++ block that follows the "readme-example" marker in README.md, so the
+# README's usage example is compiled and run as a test and cannot rot.
+set(_readme ${PROJECT_SOURCE_DIR}/README.md)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_readme})
+file(READ ${_readme} _readme_text)
+string(FIND "${_readme_text}" "<!-- readme-example:" _marker)
+if(_marker EQUAL -1)
+  message(FATAL_ERROR "README.md has no readme-example marker")
+endif()
+string(SUBSTRING "${_readme_text}" ${_marker} -1 _after_marker)
+string(REGEX MATCH "```cpp\n(.*)" _block "${_after_marker}")
+string(FIND "${CMAKE_MATCH_1}" "```" _block_end)
+string(SUBSTRING "${CMAKE_MATCH_1}" 0 ${_block_end} _code)
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/readme_example.cpp "${_code}")
+add_executable(readme_example ${CMAKE_CURRENT_BINARY_DIR}/readme_example.cpp)
+target_link_libraries(readme_example PRIVATE torchloss::torchloss)
+add_test(NAME readme_example COMMAND readme_example)
+set_tests_properties(readme_example PROPERTIES PASS_REGULAR_EXPRESSION "cross entropy [0-9.]+, binary [0-9.]+")
