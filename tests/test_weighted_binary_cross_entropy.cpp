@@ -4,7 +4,7 @@
 
 #include "support/all_close.hpp"
 #include "support/error_matchers.hpp"
-#include "support/fixtures.hpp"
+#include "support/fixture_cases.hpp"
 #include "support/gradcheck.hpp"
 
 using torchloss_test::AllClose;
@@ -16,34 +16,19 @@ const char* kFn = "torchloss::weighted_binary_cross_entropy";
 
 TEST_CASE("weighted_binary_cross_entropy matches the reference in value and gradient",
           "[weighted_binary_cross_entropy]") {
-  const torchloss_test::Fixture fx("weighted_binary_cross_entropy.pt");
-  for (bool aten_path : {false, true}) {
-    torchloss::detail::ScopedAtenPath path(aten_path);
-    for (const auto& dc : torchloss_test::dtype_cases()) {
-      for (int64_t k = 0; k < fx.count(); ++k) {
-        const std::string key = std::to_string(k);
-        INFO("case " << key << ", dtype " << dc.dtype << ", aten path " << aten_path);
+  // Targets are rounded to the dtype too; the reference used float64 targets.
+  torchloss_test::check_fixture_cases(
+      "weighted_binary_cross_entropy.pt",
+      [](const torchloss_test::Fixture& fx, const std::string& key, const torch::Tensor& x,
+         const torchloss_test::DtypeCase& dc) {
         const auto opt = fx[key + "/options"];
-        const auto weight_dtype = dc.dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
-        auto weight = fx.get_or_undefined(key + "/weight");
-        const auto options = F::WeightedBinaryCrossEntropyFuncOptions(opt[0].item<double>())
-                                 .weight(weight.defined() ? weight.to(weight_dtype) : weight)
-                                 .reduction(torchloss_test::reduction_from_code(opt[1].item<int64_t>()));
-        auto x = fx[key + "/input"].to(dc.dtype).requires_grad_();
-        const auto loss = F::weighted_binary_cross_entropy(x, fx[key + "/target"].to(dc.dtype), options);
-        CHECK(loss.scalar_type() == dc.dtype);
-        const auto expected = fx[key + "/" + dc.tag + "/loss"];
-        // A sum of extreme losses overflows float16 (max 65504) in any implementation.
-        if (dc.dtype == torch::kHalf && expected.abs().max().item<double>() > 65504) continue;
-        // Targets are rounded to the dtype too; the reference used float64 targets.
-        const double target_rtol = dc.dtype == torch::kHalf ? 2e-3 : dc.dtype == torch::kBFloat16 ? 2e-2 : 0.0;
-        CHECK_THAT(loss, AllClose(expected, dc.rtol + target_rtol, dc.atol * (1 + expected.abs().max().item<double>())));
-        const auto grad = torch::autograd::grad({loss}, {x}, {fx[key + "/grad_output"].to(dc.dtype)})[0];
-        CHECK(grad.scalar_type() == dc.dtype);
-        CHECK_THAT(grad, AllClose(fx[key + "/" + dc.tag + "/grad"], dc.rtol + target_rtol, dc.atol));
-      }
-    }
-  }
+        return F::weighted_binary_cross_entropy(
+            x, fx[key + "/target"].to(dc.dtype),
+            F::WeightedBinaryCrossEntropyFuncOptions(opt[0].item<double>())
+                .weight(torchloss_test::optional_weight(fx, key + "/weight", dc.dtype))
+                .reduction(torchloss_test::reduction_from_code(opt[1].item<int64_t>())));
+      },
+      2e-3, 2e-2);
 }
 
 TEST_CASE("weighted_binary_cross_entropy module carries its weight buffer", "[weighted_binary_cross_entropy]") {

@@ -4,52 +4,29 @@
 
 #include "support/all_close.hpp"
 #include "support/error_matchers.hpp"
-#include "support/fixtures.hpp"
+#include "support/fixture_cases.hpp"
 #include "support/gradcheck.hpp"
 
 using torchloss_test::AllClose;
 namespace F = torchloss::functional;
 
 namespace {
-
 const char* kFn = "torchloss::weighted_cross_entropy";
-
-F::WeightedCrossEntropyFuncOptions options_of(const torchloss_test::Fixture& fx, const std::string& key,
-                                              torch::ScalarType weight_dtype) {
-  const auto opt = fx[key + "/options"];
-  auto weight = fx.get_or_undefined(key + "/weight");
-  return F::WeightedCrossEntropyFuncOptions()
-      .weight(weight.defined() ? weight.to(weight_dtype) : weight)
-      .ignore_index(opt[0].item<int64_t>())
-      .label_smoothing(opt[1].item<double>())
-      .reduction(torchloss_test::reduction_from_code(opt[2].item<int64_t>()));
-}
-
 }  // namespace
 
 TEST_CASE("weighted_cross_entropy matches torch cross_entropy in value and gradient", "[weighted_cross_entropy]") {
-  const torchloss_test::Fixture fx("weighted_cross_entropy.pt");
-  for (bool aten_path : {false, true}) {
-    torchloss::detail::ScopedAtenPath path(aten_path);
-    for (const auto& dc : torchloss_test::dtype_cases()) {
-      for (int64_t k = 0; k < fx.count(); ++k) {
-        const std::string key = std::to_string(k);
-        INFO("case " << key << ", dtype " << dc.dtype << ", aten path " << aten_path);
-        const auto weight_dtype = dc.dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
-        auto x = fx[key + "/input"].to(dc.dtype).requires_grad_();
-        const auto loss = F::weighted_cross_entropy(x, fx[key + "/target"], options_of(fx, key, weight_dtype));
-        CHECK(loss.scalar_type() == dc.dtype);
-        const auto expected = fx[key + "/" + dc.tag + "/loss"];
-        // A sum of extreme losses overflows float16 (max 65504) in any implementation.
-        if (dc.dtype == torch::kHalf && expected.abs().max().item<double>() > 65504) continue;
-        CHECK_THAT(loss, AllClose(expected, dc.rtol, dc.atol * (1 + expected.abs().max().item<double>())));
-        const auto grad_output = fx[key + "/grad_output"].to(dc.dtype);
-        const auto grad = torch::autograd::grad({loss}, {x}, {grad_output})[0];
-        CHECK(grad.scalar_type() == dc.dtype);
-        CHECK_THAT(grad, AllClose(fx[key + "/" + dc.tag + "/grad"], dc.rtol, dc.atol));
-      }
-    }
-  }
+  torchloss_test::check_fixture_cases(
+      "weighted_cross_entropy.pt", [](const torchloss_test::Fixture& fx, const std::string& key,
+                                      const torch::Tensor& x, const torchloss_test::DtypeCase& dc) {
+        const auto opt = fx[key + "/options"];
+        return F::weighted_cross_entropy(
+            x, fx[key + "/target"],
+            F::WeightedCrossEntropyFuncOptions()
+                .weight(torchloss_test::optional_weight(fx, key + "/weight", dc.dtype))
+                .ignore_index(opt[0].item<int64_t>())
+                .label_smoothing(opt[1].item<double>())
+                .reduction(torchloss_test::reduction_from_code(opt[2].item<int64_t>())));
+      });
 }
 
 TEST_CASE("weighted_cross_entropy module matches the functional form and carries its weight",

@@ -5,5 +5,8 @@
 #include <torchloss/version.hpp>
 
 #include <torchloss/class_weights.hpp>
+#include <torchloss/focal_loss.hpp>
+#include <torchloss/multilabel_soft_margin_loss.hpp>
+#include <torchloss/sigmoid_focal_loss.hpp>
 #include <torchloss/weighted_binary_cross_entropy.hpp>
 #include <torchloss/weighted_cross_entropy.hpp>

@@ -9,7 +9,8 @@ published formulas, evaluated in float64 (Debian's python3-torch; run with /usr/
 Each fixture file is a plain dict {name: tensor} saved with torch.save (readable by
 torch::pickle_load). Builders live in fixtures_*.py beside this script, one module per
 loss family, each with a FIXTURES dict {file name: builder(generator) -> dict}. A case `k` has keys "k/input", "k/target", ..., and its expected values
-for inputs rounded to each dtype: "k/f64/loss", "k/f64/grad", "k/f16/...", "k/bf16/...".
+for inputs rounded to each dtype: "k/f64/loss", "k/f64/grad", "k/f32/...", "k/f16/...",
+"k/bf16/...".
 """
 import argparse
 import glob

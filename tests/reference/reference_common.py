@@ -2,7 +2,7 @@
 import torch
 
 REDUCTIONS = ["none", "mean", "sum"]  # index = at::Reduction code
-ROUNDINGS = {"f64": torch.float64, "f16": torch.float16, "bf16": torch.bfloat16}
+ROUNDINGS = {"f64": torch.float64, "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
 def rounded(x, dtype):

@@ -49,7 +49,7 @@ struct DtypeCase {
 inline const std::vector<DtypeCase>& dtype_cases() {
   static const std::vector<DtypeCase> cases = {
       {torch::kDouble, "f64", 1e-10, 1e-12},
-      {torch::kFloat, "f64", 2e-5, 1e-6},
+      {torch::kFloat, "f32", 2e-5, 1e-6},
       {torch::kHalf, "f16", 4e-3, 1e-3},
       {torch::kBFloat16, "bf16", 3e-2, 1e-2},
   };

@@ -5,48 +5,18 @@
 /// reductions, fused CPU kernels, the device-agnostic ATen path and the autograd function.
 /// A loss supplies a `Term` policy with `value(x, y, params)` and `grad(x, y, params)`
 /// (∂ℓ/∂x), written once as templates that work on scalars (CPU kernels) and on tensors
-/// (ATen path), through the overloads in `ops`.
+/// (ATen path), through the overloads in ops.hpp.
 
 #include <torchloss/detail/checks.hpp>
-#include <torchloss/detail/fast_math.hpp>
+#include <torchloss/detail/ops.hpp>
 #include <torchloss/detail/reduction.hpp>
 #include <torchloss/detail/kernel_utils.hpp>
 
 #include <ATen/Parallel.h>
 
-#include <type_traits>
 
 namespace torchloss {
 namespace detail {
-namespace ops {
-
-/// A double option in the arithmetic of V: V itself for scalars, double for tensors.
-template <typename V>
-inline auto lit(double value) {
-  if constexpr (std::is_arithmetic<V>::value) {
-    return static_cast<V>(value);
-  } else {
-    return value;
-  }
-}
-
-/// softplus on scalars (see fast::softplus).
-template <typename T, typename = std::enable_if_t<std::is_floating_point<T>::value>>
-inline T softplus(T x) {
-  return fast::softplus(x);
-}
-/// softplus on tensors, with the same stable formula max(x, 0) + log1p(e^{-|x|}).
-inline torch::Tensor softplus(const torch::Tensor& x) { return x.clamp_min(0) + (-x.abs()).exp().log1p(); }
-
-/// sigmoid on scalars (see fast::sigmoid).
-template <typename T, typename = std::enable_if_t<std::is_floating_point<T>::value>>
-inline T sigmoid(T x) {
-  return fast::sigmoid(x);
-}
-/// sigmoid on tensors.
-inline torch::Tensor sigmoid(const torch::Tensor& x) { return x.sigmoid(); }
-
-}  // namespace ops
 
 /// How a broadcast weight maps onto the flattened input: element i reads
 /// weight[(i / inner) % period]. Weights that do not fit the pattern are materialised.
@@ -200,7 +170,7 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const torch::Tensor& input, const torch::Tensor& target,
                                                 const optional<torch::Tensor>& weight, const char* fn,
-                                                int64_t reduction, typename Term::Params params) {
+                                                int64_t reduction, int64_t group, typename Term::Params params) {
     const auto dtype = compute_dtype(input.scalar_type());
     const auto x = input.to(dtype).contiguous();
     const auto y = target.to(dtype).contiguous();
@@ -217,13 +187,15 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
       losses = aten_weight(b, x) * Term::value(x, y, params);
       if (reduction != at::Reduction::None) losses = losses.sum();
     }
-    const double count = static_cast<double>(input.numel());
+    // One output per group of `group` consecutive elements (a row of a multi-label loss).
+    const double count = static_cast<double>(input.numel() / group);
     ctx->save_for_backward({x, y, b.values});
     ctx->saved_data["layout"] = std::vector<int64_t>{b.inner, b.period, reduction,
-                                                     static_cast<int64_t>(input.scalar_type())};
+                                                     static_cast<int64_t>(input.scalar_type()), group};
     ctx->saved_data["params"] = params.pack();
-    // losses already holds the sum for kSum/kMean; kMean divides by the element count.
+    // losses already holds the sum for kSum/kMean; kMean divides by the output count.
     auto loss = losses;
+    if (reduction == at::Reduction::None && group > 1) loss = losses.view({-1, group}).sum(1);
     if (reduction == at::Reduction::Mean) loss = count > 0 ? losses / count : torch::zeros_like(losses);
     return {loss.to(input.scalar_type())};
   }
@@ -237,9 +209,11 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
     BroadcastWeight b{saved[2], layout[0], layout[1]};
     const int64_t reduction = layout[2];
     const auto input_dtype = static_cast<torch::ScalarType>(layout[3]);
+    const int64_t group = layout[4];
     const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
-    const auto scale =
-        element_grad_scale(grad_outputs[0].to(x.scalar_type()), reduction, static_cast<double>(x.numel()));
+    auto scale =
+        element_grad_scale(grad_outputs[0].to(x.scalar_type()), reduction, static_cast<double>(x.numel() / group));
+    if (reduction == at::Reduction::None && group > 1) scale = scale.reshape({-1, 1}).expand({-1, group}).reshape(x.sizes());
     torch::Tensor grad;
     if (x.device().is_cpu() && !force_aten_path) {
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "torchloss_elementwise_backward", [&] {
@@ -249,18 +223,22 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
       grad = scale * aten_weight(b, x) * Term::grad(x, y, params);
     }
     return {grad.to(input_dtype), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor()};
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
 /// Validates the shared arguments of an element-wise loss and applies it.
+/// `group` > 1 sums each run of `group` consecutive elements into one output (kNone gives
+/// input.numel() / group values; kMean divides by that count).
 template <class Term>
 torch::Tensor elementwise_loss(const char* fn, const torch::Tensor& input, const torch::Tensor& target,
-                               const torch::Tensor& weight, int64_t reduction, const typename Term::Params& params) {
+                               const torch::Tensor& weight, int64_t reduction, const typename Term::Params& params,
+                               int64_t group = 1) {
   check_same_shape_target(fn, input, target);
   check_broadcast_weight(fn, input, weight);
   const optional<torch::Tensor> maybe_weight = weight.defined() ? optional<torch::Tensor>(weight) : c10::nullopt;
-  return ElementwiseLossFunction<Term>::apply(input, target, maybe_weight, fn, reduction, params)[0];
+  return ElementwiseLossFunction<Term>::apply(input, target, maybe_weight, fn, reduction, std::max<int64_t>(group, 1),
+                                              params)[0];
 }
 
 }  // namespace detail

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace torchloss {
 namespace detail {
@@ -68,6 +69,32 @@ inline float log_1_to_2(float u) {
   p = p * s2 + 0.333333333f;
   p = p * s2 + 1.0f;
   return k + 2.0f * s * p;
+}
+
+/// Natural log for positive normal floats: the exponent bits give k, the mantissa
+/// m in [1, 2) goes to log_1_to_2. NaN stays NaN; 0 and denormals are not supported
+/// (callers select them away).
+inline float log(float x) {
+  const std::int32_t bits = bit_cast<std::int32_t>(x);
+  const float k = static_cast<float>(((bits >> 23) & 0xff) - 127);
+  const float m = bit_cast<float>((bits & 0x007fffff) | 0x3f800000);
+  const float result = log_1_to_2(m) + k * 0.693147180559945f;
+  return x == x ? result : x;
+}
+
+/// Natural log for double (standard library).
+inline double log(double x) { return std::log(x); }
+
+/// m^γ for m in [0, 1] and γ >= 0, with 0^0 = 1; γ = 1, 2 and 3 are exact products.
+template <typename T>
+inline T pow_unit(T m, T gamma) {
+  if (gamma == T(2)) return m * m;
+  if (gamma == T(1)) return m;
+  if (gamma == T(0)) return T(1);
+  if (gamma == T(3)) return m * m * m;
+  // Below the smallest normal float, m^γ is negligible next to the terms it multiplies.
+  const T tiny = std::numeric_limits<float>::min();
+  return m >= tiny ? exp(gamma * log(m)) : (m == m ? T(0) : m);
 }
 
 /// log(1 + e) for float e in [0, 1]; exact to float rounding for small e

@@ -68,10 +68,11 @@ inline torch::Tensor from_softmax_rows(const torch::Tensor& grad_rows, std::vect
   return grad_rows.view(input_sizes).movedim(-1, 1).to(dtype);
 }
 
-/// Forward results: per-row losses, per-row log-sum-exp (saved for backward), and the
-/// kMean denominator.
+/// Forward results: per-row losses, the per-row statistics [rows, 2] saved for backward
+/// (the row max m and log Σ_c e^{x_c − m}; log p_c = (x_c − m) − that, which keeps the
+/// precision that x_c − lse loses at large |x|), and the kMean denominator.
 struct SoftmaxForward {
-  torch::Tensor losses, lse;
+  torch::Tensor losses, stats;
   double denominator = 0;
 };
 
@@ -82,12 +83,12 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
                                    const typename Term::Params& params) {
   SoftmaxForward out;
   out.losses = torch::empty({r.rows}, r.x.options());
-  out.lse = torch::empty({r.rows}, r.x.options());
+  out.stats = torch::zeros({r.rows, 2}, r.x.options());
   const T* x = r.x.data_ptr<T>();
   const int64_t* target = r.target.data_ptr<int64_t>();
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
   T* losses = out.losses.template data_ptr<T>();
-  T* lse = out.lse.template data_ptr<T>();
+  T* stats = out.stats.template data_ptr<T>();
   const int64_t C = r.classes;
   const T eps = static_cast<T>(cfg.label_smoothing);
   const T keep = T(1) - eps;
@@ -105,26 +106,26 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
         const int64_t t = target[i];
         if (t == cfg.ignore_index) {
           losses[i] = 0;
-          lse[i] = 0;
           continue;
         }
         if (t < 0 || t >= C) {
           bad_label = true;
           losses[i] = 0;
-          lse[i] = 0;
           continue;
         }
         const T* xr = x + i * C;
         const T m = row_max(xr, C);
         const T sum_exp = row_sum<T>(C, [&](int64_t c) { return fast::exp(xr[c] - m); });
-        const T row_lse = m + std::log(sum_exp);
-        lse[i] = row_lse;
+        const T log_sum = std::log(sum_exp);
+        stats[2 * i] = m;
+        stats[2 * i + 1] = log_sum;
         const T w_y = w ? w[t] : T(1);
-        T loss = keep * w_y * Term::value(xr[t] - row_lse, params);
+        T loss = keep * w_y * Term::value((xr[t] - m) - log_sum, params);
         if (eps > 0) {
-          const T weighted_x = w ? row_sum<T>(C, [&](int64_t c) { return w[c] * xr[c]; })
-                                 : row_sum<T>(C, [&](int64_t c) { return xr[c]; });
-          loss += eps / T(C) * (w_total * row_lse - weighted_x);
+          // Σ_c w_c (lse − x_c) = W log_sum + Σ_c w_c (m − x_c).
+          const T weighted_gap = w ? row_sum<T>(C, [&](int64_t c) { return w[c] * (m - xr[c]); })
+                                   : row_sum<T>(C, [&](int64_t c) { return m - xr[c]; });
+          loss += eps / T(C) * (w_total * log_sum + weighted_gap);
         }
         losses[i] = loss;
         denominator += cfg.weighted_mean ? static_cast<double>(w_y) : 1.0;
@@ -140,14 +141,14 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
 /// Fused CPU backward: one pass per row writing
 /// grad_k = g·[p_k (ε W / C − (1−ε) w_y h) − ε w_k / C] + δ_{k y} g (1−ε) w_y h.
 template <class Term, typename T>
-torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& lse_tensor,
+torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& stats_tensor,
                                    const torch::Tensor& scale, const SoftmaxLossConfig& cfg,
                                    const typename Term::Params& params) {
   auto grad = torch::empty_like(r.x);
   const T* x = r.x.data_ptr<T>();
   const int64_t* target = r.target.data_ptr<int64_t>();
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
-  const T* lse = lse_tensor.data_ptr<T>();
+  const T* stats = stats_tensor.data_ptr<T>();
   const auto scale_c = scale.contiguous();
   const T* g = scale_c.data_ptr<T>();
   const int64_t g_stride = scale_c.numel() == 1 ? 0 : 1;
@@ -166,19 +167,19 @@ torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& ls
         continue;
       }
       const T* xr = x + i * C;
-      const T row_lse = lse[i];
+      const T m = stats[2 * i], log_sum = stats[2 * i + 1];
       const T w_y = w ? w[t] : T(1);
-      const T target_coef = gi * keep * w_y * Term::grad_logp(xr[t] - row_lse, params);
+      const T target_coef = gi * keep * w_y * Term::grad_logp((xr[t] - m) - log_sum, params);
       const T p_coef = gi * eps * w_total / T(C) - target_coef;
       if (eps > 0) {
         const T smooth = gi * eps / T(C);
         if (w) {
-          for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp(xr[c] - row_lse) - smooth * w[c];
+          for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp((xr[c] - m) - log_sum) - smooth * w[c];
         } else {
-          for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp(xr[c] - row_lse) - smooth;
+          for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp((xr[c] - m) - log_sum) - smooth;
         }
       } else {
-        for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp(xr[c] - row_lse);
+        for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp((xr[c] - m) - log_sum);
       }
       gr[t] += target_coef;
     }
@@ -194,13 +195,16 @@ SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfi
   SoftmaxForward out;
   const auto valid = r.target != cfg.ignore_index;
   const auto safe_target = r.target.masked_fill(~valid, 0);
-  out.lse = at::logsumexp(r.x, {1});
-  const auto logp_y = r.x.gather(1, safe_target.unsqueeze(1)).squeeze(1) - out.lse;
-  const auto w_y = r.weight.defined() ? r.weight.index_select(0, safe_target) : torch::ones_like(out.lse);
+  const auto m = std::get<0>(r.x.max(1, /*keepdim=*/true));
+  const auto gap = r.x - m;  // x_c − m
+  const auto log_sum = gap.exp().sum(1).log();
+  out.stats = torch::stack({m.squeeze(1), log_sum}, 1);
+  const auto logp_y = gap.gather(1, safe_target.unsqueeze(1)).squeeze(1) - log_sum;
+  const auto w_y = r.weight.defined() ? r.weight.index_select(0, safe_target) : torch::ones_like(log_sum);
   auto losses = (1 - cfg.label_smoothing) * w_y * Term::value(logp_y, params);
   if (cfg.label_smoothing > 0) {
     const auto w = r.weight.defined() ? r.weight : torch::ones({r.classes}, r.x.options());
-    const auto smooth = out.lse * w.sum() - r.x.matmul(w);
+    const auto smooth = log_sum * w.sum() - gap.matmul(w);
     losses = losses + cfg.label_smoothing / static_cast<double>(r.classes) * smooth;
   }
   const auto valid_f = valid.to(r.x.scalar_type());
@@ -212,16 +216,18 @@ SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfi
 
 /// Device-agnostic backward with ATen ops.
 template <class Term>
-torch::Tensor softmax_backward_aten(const SoftmaxRows& r, const torch::Tensor& lse, const torch::Tensor& scale,
+torch::Tensor softmax_backward_aten(const SoftmaxRows& r, const torch::Tensor& stats, const torch::Tensor& scale,
                                     const SoftmaxLossConfig& cfg, const typename Term::Params& params) {
   const auto valid = r.target != cfg.ignore_index;
   const auto safe_target = r.target.masked_fill(~valid, 0);
   const auto g = scale.expand({r.rows}) * valid.to(r.x.scalar_type());
-  const auto logp_y = r.x.gather(1, safe_target.unsqueeze(1)).squeeze(1) - lse;
-  const auto w_y = r.weight.defined() ? r.weight.index_select(0, safe_target) : torch::ones_like(lse);
+  // log p = (x − m) − log Σ e^{x − m}, from the forward's row statistics.
+  const auto logp = (r.x - stats.select(1, 0).unsqueeze(1)) - stats.select(1, 1).unsqueeze(1);
+  const auto logp_y = logp.gather(1, safe_target.unsqueeze(1)).squeeze(1);
+  const auto w_y = r.weight.defined() ? r.weight.index_select(0, safe_target) : torch::ones_like(logp_y);
   const double eps = cfg.label_smoothing;
   const auto target_coef = g * (1 - eps) * w_y * Term::grad_logp(logp_y, params);
-  const auto p = (r.x - lse.unsqueeze(1)).exp();
+  const auto p = logp.exp();
   auto grad = p * (-target_coef).unsqueeze(1);
   if (eps > 0) {
     const auto w = r.weight.defined() ? r.weight : torch::ones({r.classes}, r.x.options());
@@ -252,7 +258,7 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     } else {
       f = softmax_forward_aten<Term>(r, cfg, params);
     }
-    ctx->save_for_backward({r.x, r.target, r.weight, f.lse});
+    ctx->save_for_backward({r.x, r.target, r.weight, f.stats});
     ctx->saved_data["input_sizes"] = input.sizes().vec();
     ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
     ctx->saved_data["denominator"] = f.denominator;
@@ -277,7 +283,7 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     r.weight = saved[2];
     r.rows = r.x.size(0);
     r.classes = r.x.size(1);
-    const auto& lse = saved[3];
+    const auto& stats = saved[3];
     const auto packed = ctx->saved_data["cfg"].toDoubleVector();
     const std::string fn = ctx->saved_data["fn"].toStringRef();
     const SoftmaxLossConfig cfg{fn.c_str(), static_cast<int64_t>(packed[0]), packed[1],
@@ -289,10 +295,10 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     torch::Tensor grad;
     if (use_cpu_kernel(r.x)) {
       AT_DISPATCH_FLOATING_TYPES(r.x.scalar_type(), "torchloss_softmax_backward", [&] {
-        grad = softmax_backward_cpu<Term, scalar_t>(r, lse, scale, cfg, params);
+        grad = softmax_backward_cpu<Term, scalar_t>(r, stats, scale, cfg, params);
       });
     } else {
-      grad = softmax_backward_aten<Term>(r, lse, scale, cfg, params);
+      grad = softmax_backward_aten<Term>(r, stats, scale, cfg, params);
     }
     const auto input_dtype = static_cast<torch::ScalarType>(ctx->saved_data["input_dtype"].toInt());
     return {from_softmax_rows(grad, ctx->saved_data["input_sizes"].toIntVector(), input_dtype), torch::Tensor(),

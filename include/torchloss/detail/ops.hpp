@@ -1,0 +1,93 @@
+#pragma once
+/// \file ops.hpp
+/// \brief Math overloaded for scalars (the fused CPU kernels, through fast_math.hpp) and for
+/// tensors (the ATen path), so each loss writes its formulas once as templates over V.
+
+#include <torchloss/detail/compat.hpp>
+#include <torchloss/detail/fast_math.hpp>
+
+#include <cmath>
+#include <type_traits>
+
+namespace torchloss {
+namespace detail {
+namespace ops {
+
+/// Enables an overload for float and double only.
+template <typename T>
+using if_scalar = std::enable_if_t<std::is_floating_point<T>::value, int>;
+
+/// A double option in the arithmetic of V: V itself for scalars, double for tensors.
+template <typename V>
+inline auto lit(double value) {
+  if constexpr (std::is_arithmetic<V>::value) {
+    return static_cast<V>(value);
+  } else {
+    return value;
+  }
+}
+
+/// softplus(x) = log(1 + e^x), stable at any |x|.
+template <typename T, if_scalar<T> = 0>
+inline T softplus(T x) {
+  return fast::softplus(x);
+}
+/// softplus on tensors: max(x, 0) + log1p(e^{-|x|}).
+inline torch::Tensor softplus(const torch::Tensor& x) { return x.clamp_min(0) + (-x.abs()).exp().log1p(); }
+
+/// sigmoid(x), stable at any |x|.
+template <typename T, if_scalar<T> = 0>
+inline T sigmoid(T x) {
+  return fast::sigmoid(x);
+}
+/// sigmoid on tensors.
+inline torch::Tensor sigmoid(const torch::Tensor& x) { return x.sigmoid(); }
+
+/// e^x - 1, accurate near 0.
+template <typename T, if_scalar<T> = 0>
+inline T expm1(T x) {
+  return std::expm1(x);
+}
+/// e^x - 1 on tensors.
+inline torch::Tensor expm1(const torch::Tensor& x) { return x.expm1(); }
+
+/// m^γ for m in [0, 1], γ >= 0, 0^0 = 1.
+template <typename T, if_scalar<T> = 0>
+inline T pow_unit(T m, double gamma) {
+  return fast::pow_unit(m, static_cast<T>(gamma));
+}
+/// m^γ on tensors.
+inline torch::Tensor pow_unit(const torch::Tensor& m, double gamma) { return m.pow(gamma); }
+
+/// a / b where b > 0, `fallback` elsewhere (b = 0 or NaN).
+template <typename T, if_scalar<T> = 0>
+inline T div_or(T a, T b, double fallback) {
+  return b > T(0) ? a / b : static_cast<T>(fallback);
+}
+/// a / b where b > 0, `fallback` elsewhere, on tensors.
+inline torch::Tensor div_or(const torch::Tensor& a, const torch::Tensor& b, double fallback) {
+  return torch::where(b > 0, a / b, torch::full_like(a, fallback));
+}
+
+/// σ(x), σ(−x) = 1 − σ(x) and softplus(x) = −log σ(−x), from one e^{−|x|}: each accurate
+/// at any |x| (σ(−x) is not computed as 1 − σ(x), which cancels for large x).
+template <typename V>
+struct Logistic {
+  V p, q, softplus;
+};
+/// Logistic parts of a scalar.
+template <typename T, if_scalar<T> = 0>
+inline Logistic<T> logistic(T x) {
+  const T e = fast::exp(x < T(0) ? x : -x);
+  const T inv = T(1) / (T(1) + e);
+  const bool positive = x >= T(0);
+  return {positive ? inv : e * inv, positive ? e * inv : inv, (x > T(0) ? x : T(0)) + fast::log1p_unit(e)};
+}
+/// Logistic parts of a tensor.
+inline Logistic<torch::Tensor> logistic(const torch::Tensor& x) {
+  return {x.sigmoid(), (-x).sigmoid(), ops::softplus(x)};
+}
+
+}  // namespace ops
+}  // namespace detail
+}  // namespace torchloss
