@@ -25,9 +25,10 @@ namespace detail {
 /// The sigmoid focal term with \f$p = \sigma(x)\f$, \f$m = 1 - p_t = y(1-p) + (1-y)p\f$ and
 /// \f$\mathrm{ce} = \mathrm{softplus}(x) - xy\f$:
 /// value \f$\alpha_t\, m^\gamma\, \mathrm{ce}\f$, derivative
-/// \f$\alpha_t m^\gamma [(p - y) + \gamma\, \mathrm{ce}\, (1-2y)\, p(1-p)/m]\f$. The ratio
-/// \f$p(1-p)/m\f$ is at most 2 (and 0 at \f$m = 0\f$), so no \f$m^{\gamma-1}\f$ ever overflows:
-/// the gradient is finite for every \f$\gamma \ge 0\f$ at any logit.
+/// \f$\alpha_t m^\gamma [(p - y) + \gamma\, \mathrm{ce}\, (1-2y)\, p(1-p)/m]\f$. For
+/// \f$\gamma < 1\f$ the ratio \f$p(1-p)/m\f$ (at most 2, and 0 at \f$m = 0\f$) keeps
+/// \f$m^{\gamma-1}\f$ from overflowing; for \f$\gamma \ge 1\f$ the bounded \f$m^{\gamma-1}\f$ is
+/// factored out instead. The gradient is finite for every \f$\gamma \ge 0\f$ at any logit.
 struct SigmoidFocalTerm {
   /// γ and α (α < 0: no α-weighting).
   struct Params {
@@ -49,10 +50,13 @@ struct SigmoidFocalTerm {
   static V grad(const V& x, const V& y, const Params& p) {
     const auto s = ops::logistic(x);
     const V m = y * s.q + (1 - y) * s.p;
-    const V ratio = ops::div_or(s.p * s.q, m, 0.0);
     const V p_minus_y = s.p * (1 - y) - s.q * y;
-    return alpha_t(y, p) * ops::pow_unit(m, p.gamma) *
-           (p_minus_y + ops::lit<V>(p.gamma) * (s.softplus - x * y) * (1 - 2 * y) * ratio);
+    const V focus = ops::lit<V>(p.gamma) * (s.softplus - x * y) * (1 - 2 * y);
+    if (p.gamma >= 1) {
+      // m^{γ−1} <= 1 here: factor it out and skip the division.
+      return alpha_t(y, p) * ops::pow_unit(m, p.gamma - 1) * (m * p_minus_y + focus * s.p * s.q);
+    }
+    return alpha_t(y, p) * ops::pow_unit(m, p.gamma) * (p_minus_y + focus * ops::div_or(s.p * s.q, m, 0.0));
   }
 };
 

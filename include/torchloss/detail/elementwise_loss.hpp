@@ -72,6 +72,17 @@ inline void for_weight_runs(int64_t begin, int64_t end, const BroadcastWeight& b
   }
 }
 
+/// The weights of elements k.. of a run as a V: loaded when the weight advances with the
+/// element (stride 1), broadcast when it is constant along the run (stride 0).
+template <typename V, typename T, int Stride>
+inline V weight_at(const T* w, int64_t k, std::integral_constant<int, Stride>) {
+  if constexpr (Stride == 1) {
+    return load<V>(w + k);
+  } else {
+    return splat<V>(w[0]);
+  }
+}
+
 /// Grain of the element-wise parallel loops.
 constexpr int64_t kElementGrain = 32768;
 
@@ -87,8 +98,8 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
   const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
   const BroadcastWeight& layout = b.values.defined() ? b : unweighted;
   const int64_t n = x_t.numel();
-  const bool store = reduction == at::Reduction::None;
-  auto losses = torch::empty(store ? x_t.sizes() : torch::IntArrayRef{}, x_t.options());
+  const bool keep_elements = reduction == at::Reduction::None;
+  auto losses = torch::empty(keep_elements ? x_t.sizes() : torch::IntArrayRef{}, x_t.options());
   T* out = losses.template data_ptr<T>();
   const int64_t chunks = (n + kElementGrain - 1) / kElementGrain;
   std::vector<double> chunk_sum(static_cast<size_t>(chunks), 0.0);
@@ -97,24 +108,35 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       const int64_t begin = chunk * kElementGrain, end = std::min(n, begin + kElementGrain);
       T total = 0;
-      int bad_count = 0;
-      for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
-        constexpr int stride = decltype(w_stride)::value;
-        const T* xr = x + i0;
-        const T* yr = y + i0;
-        for (int64_t k = 0; k < length; ++k) bad_count += !(yr[k] >= T(0) && yr[k] <= T(1)) && yr[k] == yr[k];
-        if (store) {
-          for (int64_t k = 0; k < length; ++k) out[i0 + k] = wr[k * stride] * Term::value(xr[k], yr[k], params);
-        } else {
-          total += row_sum<T>(length, [&](int64_t k) { return wr[k * stride] * Term::value(xr[k], yr[k], params); });
-        }
+      T bad_count = 0;
+      dispatch_simd<T>([&](auto width) {
+        using W = decltype(width);
+        for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
+          const T* xr = x + i0;
+          const T* yr = y + i0;
+          // Targets outside [0, 1] (NaN fails both comparisons: it is not counted).
+          bad_count += simd_sum<T, W>(length, [&](int64_t k, auto tag) {
+            using V = decltype(tag);
+            const V yk = load<V>(yr + k);
+            return select((yk < 0) | (yk > 1), splat<V>(1), V{});
+          });
+          const auto element_loss = [&](int64_t k, auto tag) {
+            using V = decltype(tag);
+            return weight_at<V>(wr, k, w_stride) * Term::value(load<V>(xr + k), load<V>(yr + k), params);
+          };
+          if (keep_elements) {
+            simd_for<T, W>(length, [&](int64_t k, auto tag) { store(out + i0 + k, element_loss(k, tag)); });
+          } else {
+            total += simd_sum<T, W>(length, element_loss);
+          }
+        });
       });
       chunk_sum[static_cast<size_t>(chunk)] = static_cast<double>(total);
       if (bad_count) bad = true;
     }
   });
   bad_target = bad;
-  if (!store) {
+  if (!keep_elements) {
     double total = 0;
     for (double s : chunk_sum) total += s;
     losses.fill_(total);
@@ -138,18 +160,18 @@ torch::Tensor elementwise_backward_cpu(const torch::Tensor& x_t, const torch::Te
   const BroadcastWeight& layout = b.values.defined() ? b : unweighted;
   T* out = grad.template data_ptr<T>();
   at::parallel_for(0, x_t.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
-    for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
-      constexpr int stride = decltype(w_stride)::value;
-      const T* xr = x + i0;
-      const T* yr = y + i0;
-      T* gr = out + i0;
-      if (per_element) {
-        const T* gi = g + i0;
-        for (int64_t k = 0; k < length; ++k) gr[k] = gi[k] * wr[k * stride] * Term::grad(xr[k], yr[k], params);
-      } else {
-        const T g0 = g[0];
-        for (int64_t k = 0; k < length; ++k) gr[k] = g0 * wr[k * stride] * Term::grad(xr[k], yr[k], params);
-      }
+    dispatch_simd<T>([&](auto width) {
+      using W = decltype(width);
+      for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
+        const T* xr = x + i0;
+        const T* yr = y + i0;
+        simd_for<T, W>(length, [&](int64_t k, auto tag) {
+          using V = decltype(tag);
+          const V upstream = per_element ? load<V>(g + i0 + k) : splat<V>(g[0]);
+          store(out + i0 + k,
+                upstream * weight_at<V>(wr, k, w_stride) * Term::grad(load<V>(xr + k), load<V>(yr + k), params));
+        });
+      });
     });
   });
   return grad;

@@ -13,15 +13,16 @@ namespace torchloss {
 namespace detail {
 namespace ops {
 
-/// Enables an overload for float and double only.
+/// Enables an overload for the kernels' types: float, double and vfloat.
 template <typename T>
-using if_scalar = std::enable_if_t<std::is_floating_point<T>::value, int>;
+using if_scalar = std::enable_if_t<std::is_floating_point<T>::value || is_simd_v<T>, int>;
 
-/// A double option in the arithmetic of V: V itself for scalars, double for tensors.
+/// A double option in the arithmetic of V: a V for the kernels' types (broadcast for
+/// vfloat), the double itself for tensors.
 template <typename V>
 inline auto lit(double value) {
-  if constexpr (std::is_arithmetic<V>::value) {
-    return static_cast<V>(value);
+  if constexpr (std::is_floating_point<V>::value || is_simd_v<V>) {
+    return splat<V>(value);
   } else {
     return value;
   }
@@ -43,8 +44,8 @@ inline T sigmoid(T x) {
 /// sigmoid on tensors.
 inline torch::Tensor sigmoid(const torch::Tensor& x) { return x.sigmoid(); }
 
-/// e^x - 1, accurate near 0.
-template <typename T, if_scalar<T> = 0>
+/// e^x - 1, accurate near 0 (scalars: the softmax terms use it once per row).
+template <typename T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
 inline T expm1(T x) {
   return std::expm1(x);
 }
@@ -54,7 +55,7 @@ inline torch::Tensor expm1(const torch::Tensor& x) { return x.expm1(); }
 /// m^γ for m in [0, 1], γ >= 0, 0^0 = 1.
 template <typename T, if_scalar<T> = 0>
 inline T pow_unit(T m, double gamma) {
-  return fast::pow_unit(m, static_cast<T>(gamma));
+  return fast::pow_unit(m, gamma);
 }
 /// m^γ on tensors.
 inline torch::Tensor pow_unit(const torch::Tensor& m, double gamma) { return m.pow(gamma); }
@@ -62,7 +63,8 @@ inline torch::Tensor pow_unit(const torch::Tensor& m, double gamma) { return m.p
 /// a / b where b > 0, `fallback` elsewhere (b = 0 or NaN).
 template <typename T, if_scalar<T> = 0>
 inline T div_or(T a, T b, double fallback) {
-  return b > T(0) ? a / b : static_cast<T>(fallback);
+  const auto positive = b > 0;
+  return select(positive, a / select(positive, b, splat<T>(1)), splat<T>(fallback));
 }
 /// a / b where b > 0, `fallback` elsewhere, on tensors.
 inline torch::Tensor div_or(const torch::Tensor& a, const torch::Tensor& b, double fallback) {
@@ -78,10 +80,12 @@ struct Logistic {
 /// Logistic parts of a scalar.
 template <typename T, if_scalar<T> = 0>
 inline Logistic<T> logistic(T x) {
-  const T e = fast::exp(x < T(0) ? x : -x);
-  const T inv = T(1) / (T(1) + e);
-  const bool positive = x >= T(0);
-  return {positive ? inv : e * inv, positive ? e * inv : inv, (x > T(0) ? x : T(0)) + fast::log1p_unit(e)};
+  const T e = fast::exp(select(x < 0, x, -x));
+  const T inv = splat<T>(1) / (e + 1);
+  const T small = e * inv;
+  const auto positive = x >= 0;
+  return {select(positive, inv, small), select(positive, small, inv),
+          select(x > 0, x, T{}) + fast::log1p_unit(e)};
 }
 /// Logistic parts of a tensor.
 inline Logistic<torch::Tensor> logistic(const torch::Tensor& x) {

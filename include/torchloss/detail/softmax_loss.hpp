@@ -76,6 +76,13 @@ struct SoftmaxForward {
   double denominator = 0;
 };
 
+/// Σ_c w_c, or C without weights.
+template <typename T>
+inline T class_weight_total(const T* w, int64_t classes) {
+  if (!w) return static_cast<T>(classes);
+  return simd_sum<T>(classes, [&](int64_t c, auto tag) { return load<decltype(tag)>(w + c); });
+}
+
 /// Fused CPU forward: one pass for the row max, one for Σ exp (both over a row that stays in
 /// cache), per row. Rows whose target is ignored are skipped.
 template <class Term, typename T>
@@ -92,7 +99,7 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
   const int64_t C = r.classes;
   const T eps = static_cast<T>(cfg.label_smoothing);
   const T keep = T(1) - eps;
-  const T w_total = w ? row_sum<T>(C, [&](int64_t c) { return w[c]; }) : T(C);
+  const T w_total = class_weight_total(w, C);
   std::atomic<bool> bad_label{false};
   const int64_t grain = std::max<int64_t>(1, 32768 / C);
   // Per-chunk denominators, summed in a fixed order so results do not depend on scheduling.
@@ -102,34 +109,43 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       double denominator = 0;
       const int64_t row_end = std::min(r.rows, (chunk + 1) * grain);
-      for (int64_t i = chunk * grain; i < row_end; ++i) {
-        const int64_t t = target[i];
-        if (t == cfg.ignore_index) {
-          losses[i] = 0;
-          continue;
+      dispatch_simd<T>([&](auto width) {
+        using W = decltype(width);
+        for (int64_t i = chunk * grain; i < row_end; ++i) {
+          const int64_t t = target[i];
+          if (t == cfg.ignore_index) {
+            losses[i] = 0;
+            continue;
+          }
+          if (t < 0 || t >= C) {
+            bad_label = true;
+            losses[i] = 0;
+            continue;
+          }
+          const T* xr = x + i * C;
+          const T m = simd_max<T, W>(xr, C);
+          const T sum_exp = simd_sum<T, W>(C, [&](int64_t c, auto tag) {
+            using V = decltype(tag);
+            return fast::exp(load<V>(xr + c) - m);
+          });
+          const T log_sum = std::log(sum_exp);
+          stats[2 * i] = m;
+          stats[2 * i + 1] = log_sum;
+          const T w_y = w ? w[t] : T(1);
+          T loss = keep * w_y * Term::value((xr[t] - m) - log_sum, params);
+          if (eps > 0) {
+            // Σ_c w_c (lse − x_c) = W log_sum + Σ_c w_c (m − x_c).
+            const T weighted_gap = simd_sum<T, W>(C, [&](int64_t c, auto tag) {
+              using V = decltype(tag);
+              const V gap = m - load<V>(xr + c);
+              return w ? load<V>(w + c) * gap : gap;
+            });
+            loss += eps / T(C) * (w_total * log_sum + weighted_gap);
+          }
+          losses[i] = loss;
+          denominator += cfg.weighted_mean ? static_cast<double>(w_y) : 1.0;
         }
-        if (t < 0 || t >= C) {
-          bad_label = true;
-          losses[i] = 0;
-          continue;
-        }
-        const T* xr = x + i * C;
-        const T m = row_max(xr, C);
-        const T sum_exp = row_sum<T>(C, [&](int64_t c) { return fast::exp(xr[c] - m); });
-        const T log_sum = std::log(sum_exp);
-        stats[2 * i] = m;
-        stats[2 * i + 1] = log_sum;
-        const T w_y = w ? w[t] : T(1);
-        T loss = keep * w_y * Term::value((xr[t] - m) - log_sum, params);
-        if (eps > 0) {
-          // Σ_c w_c (lse − x_c) = W log_sum + Σ_c w_c (m − x_c).
-          const T weighted_gap = w ? row_sum<T>(C, [&](int64_t c) { return w[c] * (m - xr[c]); })
-                                   : row_sum<T>(C, [&](int64_t c) { return m - xr[c]; });
-          loss += eps / T(C) * (w_total * log_sum + weighted_gap);
-        }
-        losses[i] = loss;
-        denominator += cfg.weighted_mean ? static_cast<double>(w_y) : 1.0;
-      }
+      });
       chunk_denominator[static_cast<size_t>(chunk)] = denominator;
     }
   });
@@ -156,33 +172,33 @@ torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& st
   const int64_t C = r.classes;
   const T eps = static_cast<T>(cfg.label_smoothing);
   const T keep = T(1) - eps;
-  const T w_total = w ? row_sum<T>(C, [&](int64_t c) { return w[c]; }) : T(C);
+  const T w_total = class_weight_total(w, C);
   at::parallel_for(0, r.rows, std::max<int64_t>(1, 32768 / C), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T* gr = out + i * C;
-      const int64_t t = target[i];
-      const T gi = g[i * g_stride];
-      if (t == cfg.ignore_index) {
-        std::fill(gr, gr + C, T(0));
-        continue;
-      }
-      const T* xr = x + i * C;
-      const T m = stats[2 * i], log_sum = stats[2 * i + 1];
-      const T w_y = w ? w[t] : T(1);
-      const T target_coef = gi * keep * w_y * Term::grad_logp((xr[t] - m) - log_sum, params);
-      const T p_coef = gi * eps * w_total / T(C) - target_coef;
-      if (eps > 0) {
-        const T smooth = gi * eps / T(C);
-        if (w) {
-          for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp((xr[c] - m) - log_sum) - smooth * w[c];
-        } else {
-          for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp((xr[c] - m) - log_sum) - smooth;
+    dispatch_simd<T>([&](auto width) {
+      using W = decltype(width);
+      for (int64_t i = begin; i < end; ++i) {
+        T* gr = out + i * C;
+        const int64_t t = target[i];
+        const T gi = g[i * g_stride];
+        if (t == cfg.ignore_index) {
+          std::fill(gr, gr + C, T(0));
+          continue;
         }
-      } else {
-        for (int64_t c = 0; c < C; ++c) gr[c] = p_coef * fast::exp((xr[c] - m) - log_sum);
+        const T* xr = x + i * C;
+        const T m = stats[2 * i], log_sum = stats[2 * i + 1];
+        const T w_y = w ? w[t] : T(1);
+        const T target_coef = gi * keep * w_y * Term::grad_logp((xr[t] - m) - log_sum, params);
+        const T p_coef = gi * eps * w_total / T(C) - target_coef;
+        const T smooth = gi * eps / T(C);
+        simd_for<T, W>(C, [&](int64_t c, auto tag) {
+          using V = decltype(tag);
+          V grad_c = p_coef * fast::exp((load<V>(xr + c) - m) - log_sum);
+          if (eps > 0) grad_c = grad_c - smooth * (w ? load<V>(w + c) : splat<V>(1));
+          store(gr + c, grad_c);
+        });
+        gr[t] += target_coef;
       }
-      gr[t] += target_coef;
-    }
+    });
   });
   return grad;
 }
