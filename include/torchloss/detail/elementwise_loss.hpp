@@ -87,10 +87,12 @@ inline V weight_at(const T* w, int64_t k, std::integral_constant<int, Stride>) {
 constexpr int64_t kElementGrain = 32768;
 
 /// Fused CPU forward: per-element losses (kNone) or their sum, and whether a target fell
-/// outside [0, 1].
+/// outside [0, 1]. With `grad_out`, the same pass also writes w·∂ℓ/∂x there: in training the
+/// backward then only scales it, and value and gradient share their exp/log work.
 template <class Term, typename T>
 torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& b,
-                                      int64_t reduction, const typename Term::Params& params, bool& bad_target) {
+                                      int64_t reduction, const typename Term::Params& params, bool& bad_target,
+                                      T* grad_out = nullptr) {
   const T* x = x_t.data_ptr<T>();
   const T* y = y_t.data_ptr<T>();
   const T one = 1;
@@ -122,7 +124,9 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
           });
           const auto element_loss = [&](int64_t k, auto tag) {
             using V = decltype(tag);
-            return weight_at<V>(wr, k, w_stride) * Term::value(load<V>(xr + k), load<V>(yr + k), params);
+            const V xk = load<V>(xr + k), yk = load<V>(yr + k), wk = weight_at<V>(wr, k, w_stride);
+            if (grad_out) store(grad_out + i0 + k, wk * Term::grad(xk, yk, params));
+            return wk * Term::value(xk, yk, params);
           };
           if (keep_elements) {
             simd_for<T, W>(length, [&](int64_t k, auto tag) { store(out + i0 + k, element_loss(k, tag)); });
@@ -144,39 +148,6 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
   return losses;
 }
 
-/// Fused CPU backward: grad_i = g_i · w_i · ∂ℓ/∂x_i, g a scalar or one value per element.
-template <class Term, typename T>
-torch::Tensor elementwise_backward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& b,
-                                       const torch::Tensor& scale, const typename Term::Params& params) {
-  auto grad = torch::empty_like(x_t);
-  const T* x = x_t.data_ptr<T>();
-  const T* y = y_t.data_ptr<T>();
-  const auto scale_c = scale.contiguous();
-  const T* g = scale_c.data_ptr<T>();
-  const bool per_element = scale_c.numel() != 1 || x_t.numel() == 1;
-  const T one = 1;
-  const T* w = b.values.defined() ? b.values.template data_ptr<T>() : &one;
-  const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
-  const BroadcastWeight& layout = b.values.defined() ? b : unweighted;
-  T* out = grad.template data_ptr<T>();
-  at::parallel_for(0, x_t.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
-    dispatch_simd<T>([&](auto width) {
-      using W = decltype(width);
-      for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
-        const T* xr = x + i0;
-        const T* yr = y + i0;
-        simd_for<T, W>(length, [&](int64_t k, auto tag) {
-          using V = decltype(tag);
-          const V upstream = per_element ? load<V>(g + i0 + k) : splat<V>(g[0]);
-          store(out + i0 + k,
-                upstream * weight_at<V>(wr, k, w_stride) * Term::grad(load<V>(xr + k), load<V>(yr + k), params));
-        });
-      });
-    });
-  });
-  return grad;
-}
-
 /// The weight as an input-shaped (broadcasting) tensor for the ATen path.
 inline torch::Tensor aten_weight(const BroadcastWeight& b, const torch::Tensor& x) {
   if (!b.values.defined()) return torch::ones({}, x.options());
@@ -192,16 +163,19 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const torch::Tensor& input, const torch::Tensor& target,
                                                 const optional<torch::Tensor>& weight, const char* fn,
-                                                int64_t reduction, int64_t group, typename Term::Params params) {
+                                                int64_t reduction, int64_t group, bool precompute_grad,
+                                                typename Term::Params params) {
     const auto dtype = compute_dtype(input.scalar_type());
     const auto x = input.to(dtype).contiguous();
     const auto y = target.to(dtype).contiguous();
     const auto b = broadcast_weight(weight.value_or(torch::Tensor()), input, dtype);
-    torch::Tensor losses;
+    torch::Tensor losses, grad;
     if (x.device().is_cpu() && !force_aten_path) {
       bool bad_target = false;
+      if (precompute_grad) grad = torch::empty_like(x);
       AT_DISPATCH_FLOATING_TYPES(dtype, "torchloss_elementwise_forward", [&] {
-        losses = elementwise_forward_cpu<Term, scalar_t>(x, y, b, reduction, params, bad_target);
+        losses = elementwise_forward_cpu<Term, scalar_t>(x, y, b, reduction, params, bad_target,
+                                                         precompute_grad ? grad.data_ptr<scalar_t>() : nullptr);
       });
       if (bad_target) check_probabilities(fn, target);
     } else {
@@ -211,7 +185,7 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
     }
     // One output per group of `group` consecutive elements (a row of a multi-label loss).
     const double count = static_cast<double>(input.numel() / group);
-    ctx->save_for_backward({x, y, b.values});
+    ctx->save_for_backward({x, y, b.values, grad});
     ctx->saved_data["layout"] = std::vector<int64_t>{b.inner, b.period, reduction,
                                                      static_cast<int64_t>(input.scalar_type()), group};
     ctx->saved_data["params"] = params.pack();
@@ -236,16 +210,12 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
     auto scale =
         element_grad_scale(grad_outputs[0].to(x.scalar_type()), reduction, static_cast<double>(x.numel() / group));
     if (reduction == at::Reduction::None && group > 1) scale = scale.reshape({-1, 1}).expand({-1, group}).reshape(x.sizes());
-    torch::Tensor grad;
-    if (x.device().is_cpu() && !force_aten_path) {
-      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "torchloss_elementwise_backward", [&] {
-        grad = elementwise_backward_cpu<Term, scalar_t>(x, y, b, scale, params);
-      });
-    } else {
-      grad = scale * aten_weight(b, x) * Term::grad(x, y, params);
-    }
+    // The CPU kernel wrote w·∂ℓ/∂x in the forward (it always does when a gradient is due);
+    // the ATen path computes it here.
+    const torch::Tensor grad =
+        saved[3].defined() ? saved[3] * scale : scale * aten_weight(b, x) * Term::grad(x, y, params);
     return {grad.to(input_dtype), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -259,7 +229,10 @@ torch::Tensor elementwise_loss(const char* fn, const torch::Tensor& input, const
   check_same_shape_target(fn, input, target);
   check_broadcast_weight(fn, input, weight);
   const optional<torch::Tensor> maybe_weight = weight.defined() ? optional<torch::Tensor>(weight) : c10::nullopt;
+  // In training the forward also writes the gradient (the backward then only scales it).
+  const bool precompute_grad = torch::GradMode::is_enabled() && input.requires_grad();
   return ElementwiseLossFunction<Term>::apply(input, target, maybe_weight, fn, reduction, std::max<int64_t>(group, 1),
+                                              precompute_grad,
                                               params)[0];
 }
 
