@@ -4,6 +4,7 @@
 
 #include <torchloss/version.hpp>
 
+#include <torchloss/center_loss.hpp>
 #include <torchloss/class_weights.hpp>
 #include <torchloss/focal_loss.hpp>
 #include <torchloss/multilabel_soft_margin_loss.hpp>

@@ -9,7 +9,7 @@ Case k has keys
     k/<s>/labels         labels of step s [N] (repeated labels, classes absent from the batch)
     k/<s>/grad_output    the gradient reaching the loss: a scalar lambda (kMean, kSum) or one
                          value per sample (kNone)
-and, for the features rounded to each test dtype (tag f64, f16, bf16),
+and, for the features rounded to each test dtype (the tags of reference_common.ROUNDINGS),
     k/<tag>/<s>/loss     the loss of step s
     k/<tag>/<s>/grad     grad_output-weighted gradient of the loss with respect to the features
     k/<tag>/<s>/centers  the centers after step s's update

@@ -7,8 +7,9 @@
 /// Notation: features x [N, D], labels y [N], centers c [C, D], diff_i = x_i − c_{y_i}.
 /// Every path costs O(N·D) time and memory, independent of C (learnable centers excepted:
 /// their gradient is a dense [C, D] tensor, as the optimizer that consumes it needs).
-/// Per-class sums accumulate in float64 on every path, so the float32 sums of a few samples
-/// are exact and do not depend on the order in which ranks or threads add them.
+/// Per-class sums accumulate in float64 (CPU, ATen and deterministic CUDA paths), so the
+/// float32 sums of a few samples are exact and do not depend on the order in which ranks or
+/// threads add them; the atomic CUDA update adds α·diff_i / (1 + n_j) straight into the centers.
 
 #include <torchloss/detail/checks.hpp>
 #include <torchloss/detail/cuda_registry.hpp>
@@ -113,49 +114,98 @@ struct ClassSums {
   torch::Tensor classes, sums, counts;
 };
 
-/// Fused CPU per-class sums: a stable sort of the N labels, then one pass per class over its
-/// rows in batch order, accumulating in float64 (O(N log N + N·D), independent of C).
+/// The samples grouped by class: `order` is a stable sort of the sample indices by label and
+/// segment k holds order[starts[k] .. starts[k + 1]), all of one class (O(N log N), no O(C) work).
+struct LabelSegmentsCpu {
+  std::vector<int64_t> order, starts;
+  int64_t size() const { return static_cast<int64_t>(starts.size()) - 1; }
+};
+
+inline LabelSegmentsCpu label_segments_cpu(const int64_t* y, int64_t n) {
+  LabelSegmentsCpu s;
+  s.order.resize(static_cast<size_t>(n));
+  std::iota(s.order.begin(), s.order.end(), int64_t(0));
+  std::stable_sort(s.order.begin(), s.order.end(), [y](int64_t a, int64_t b) { return y[a] < y[b]; });
+  for (int64_t r = 0; r < n; ++r) {
+    if (r == 0 || y[s.order[r]] != y[s.order[r - 1]]) s.starts.push_back(r);
+  }
+  s.starts.push_back(n);
+  return s;
+}
+
+/// Σ diff over segment k into `acc` [D] (float64), in batch order.
+template <typename Acc>
+inline void segment_sum_cpu(const Acc* diff, int64_t d, const LabelSegmentsCpu& s, int64_t k, double* acc) {
+  std::fill(acc, acc + d, 0.0);
+  for (int64_t r = s.starts[k]; r < s.starts[k + 1]; ++r) {
+    const Acc* row = diff + s.order[r] * d;
+    for (int64_t j = 0; j < d; ++j) acc[j] += static_cast<double>(row[j]);
+  }
+}
+
+/// c ← c + step · sum on one center row, computed in float64 and rounded once. The one
+/// formula of every CPU update, so the fused and the distributed CPU paths agree bit for bit.
+template <typename Acc>
+inline void apply_row_cpu(Acc* row, const double* sum, double step, int64_t d) {
+  for (int64_t j = 0; j < d; ++j) row[j] = static_cast<Acc>(static_cast<double>(row[j]) + step * sum[j]);
+}
+
+/// Grain (segments per task) of the per-class loops: about 32K elements of diff per task.
+inline int64_t segment_grain(int64_t n, int64_t d, int64_t segments) {
+  const int64_t rows_per_segment = std::max<int64_t>(1, n / std::max<int64_t>(1, segments));
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, d * rows_per_segment));
+}
+
+/// Fused CPU update of one process: per class present, its sum accumulates in a float64 row
+/// buffer [D] that stays in L1, and its center is rewritten at once:
+/// c_j ← c_j + α Σ_{y_i = j} diff_i / (1 + n_j), the paper's c_j − α Δc_j. O(N log N + N·D).
+template <typename Acc>
+void update_centers_cpu(const torch::Tensor& centers_t, const torch::Tensor& diff_t, const torch::Tensor& labels,
+                        double alpha) {
+  const int64_t n = diff_t.size(0), d = diff_t.size(1);
+  const LabelSegmentsCpu s = label_segments_cpu(labels.data_ptr<int64_t>(), n);
+  const int64_t* y = labels.data_ptr<int64_t>();
+  const Acc* diff = diff_t.data_ptr<Acc>();
+  Acc* centers = centers_t.data_ptr<Acc>();
+  at::parallel_for(0, s.size(), segment_grain(n, d, s.size()), [&](int64_t begin, int64_t end) {
+    std::vector<double> acc(static_cast<size_t>(d));
+    for (int64_t k = begin; k < end; ++k) {
+      segment_sum_cpu(diff, d, s, k, acc.data());
+      const double count = static_cast<double>(s.starts[k + 1] - s.starts[k]);
+      apply_row_cpu(centers + y[s.order[s.starts[k]]] * d, acc.data(), alpha / (1.0 + count), d);
+    }
+  });
+}
+
+/// Fused CPU per-class sums (for the all-reduce of the distributed update): the K classes
+/// present, their float64 sums [K, D] and counts [K], summed as update_centers_cpu sums them.
 template <typename Acc>
 ClassSums class_sums_cpu(const torch::Tensor& diff_t, const torch::Tensor& labels) {
   const int64_t n = diff_t.size(0), d = diff_t.size(1);
   const int64_t* y = labels.data_ptr<int64_t>();
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), int64_t(0));
-  std::stable_sort(order.begin(), order.end(), [y](int64_t a, int64_t b) { return y[a] < y[b]; });
-  std::vector<int64_t> starts;
-  for (int64_t r = 0; r < n; ++r) {
-    if (r == 0 || y[order[r]] != y[order[r - 1]]) starts.push_back(r);
-  }
-  const int64_t k_classes = static_cast<int64_t>(starts.size());
-  starts.push_back(n);
+  const LabelSegmentsCpu s = label_segments_cpu(y, n);
+  const int64_t k_classes = s.size();
   const auto f64 = diff_t.options().dtype(torch::kDouble);
-  ClassSums s;
-  s.classes = torch::empty({k_classes}, labels.options());
-  s.sums = torch::empty({k_classes, d}, f64);
-  s.counts = torch::empty({k_classes}, f64);
+  ClassSums out;
+  out.classes = torch::empty({k_classes}, labels.options());
+  out.sums = torch::empty({k_classes, d}, f64);
+  out.counts = torch::empty({k_classes}, f64);
   const Acc* diff = diff_t.data_ptr<Acc>();
-  int64_t* classes = s.classes.data_ptr<int64_t>();
-  double* sums = s.sums.data_ptr<double>();
-  double* counts = s.counts.data_ptr<double>();
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, d * std::max<int64_t>(1, n / std::max<int64_t>(1, k_classes))));
-  at::parallel_for(0, k_classes, grain, [&](int64_t begin, int64_t end) {
+  int64_t* classes = out.classes.data_ptr<int64_t>();
+  double* sums = out.sums.data_ptr<double>();
+  double* counts = out.counts.data_ptr<double>();
+  at::parallel_for(0, k_classes, segment_grain(n, d, k_classes), [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
-      const size_t first = static_cast<size_t>(starts[k]), last = static_cast<size_t>(starts[k + 1]);
-      classes[k] = y[order[first]];
-      counts[k] = static_cast<double>(last - first);
-      double* acc = sums + k * d;
-      std::fill(acc, acc + d, 0.0);
-      for (size_t r = first; r < last; ++r) {
-        const Acc* row = diff + order[r] * d;
-        for (int64_t j = 0; j < d; ++j) acc[j] += static_cast<double>(row[j]);
-      }
+      classes[k] = y[s.order[s.starts[k]]];
+      counts[k] = static_cast<double>(s.starts[k + 1] - s.starts[k]);
+      segment_sum_cpu(diff, d, s, k, sums + k * d);
     }
   });
-  return s;
+  return out;
 }
 
-/// Fused CPU update of the K rows present, in place:
-/// c_j ← c_j + α Σ_{y_i = j} diff_i / (1 + n_j), which is the paper's c_j − α Δc_j.
+/// Fused CPU update of the K rows of summed statistics, in place:
+/// c_{classes_k} ← c + α sums_k / (1 + counts_k).
 template <typename Acc>
 void apply_class_sums_cpu(const torch::Tensor& centers_t, const ClassSums& s, double alpha) {
   const int64_t k_classes = s.classes.numel(), d = centers_t.size(1);
@@ -165,10 +215,7 @@ void apply_class_sums_cpu(const torch::Tensor& centers_t, const ClassSums& s, do
   const double* counts = s.counts.data_ptr<double>();
   at::parallel_for(0, k_classes, std::max<int64_t>(1, 32768 / d), [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
-      Acc* row = centers + classes[k] * d;
-      const double* sum = sums + k * d;
-      const double step = alpha / (1.0 + counts[k]);
-      for (int64_t j = 0; j < d; ++j) row[j] = static_cast<Acc>(static_cast<double>(row[j]) + step * sum[j]);
+      apply_row_cpu(centers + classes[k] * d, sums + k * d, alpha / (1.0 + counts[k]), d);
     }
   });
 }
@@ -190,7 +237,9 @@ inline void apply_class_sums_aten(const torch::Tensor& centers, const ClassSums&
   if (s.classes.numel() == 0) return;
   const auto rows = centers.index_select(0, s.classes).to(torch::kDouble);
   const auto step = torch::full_like(s.counts, alpha) / (s.counts + 1.0);
-  centers.index_copy_(0, s.classes, (rows + s.sums * step.unsqueeze(1)).to(centers.scalar_type()));
+  // index_put_ (not index_copy_): deterministic on CUDA under deterministicAlgorithms() in
+  // every LibTorch version; the classes are distinct.
+  centers.index_put_({s.classes}, (rows + s.sums * step.unsqueeze(1)).to(centers.scalar_type()));
 }
 
 /// Sums the statistics of every rank through `all_reduce`: first the counts as a dense [C]
@@ -201,14 +250,14 @@ inline void apply_class_sums_aten(const torch::Tensor& centers, const ClassSums&
 inline ClassSums all_reduce_class_sums(const ClassSums& local, int64_t num_classes, const AllReduceFn& all_reduce) {
   const int64_t d = local.sums.size(1);
   auto dense_counts = torch::zeros({num_classes}, local.counts.options());
-  dense_counts.index_copy_(0, local.classes, local.counts);
+  dense_counts.index_put_({local.classes}, local.counts);
   all_reduce(dense_counts);
   ClassSums global;
   global.classes = dense_counts.nonzero().view({-1});
   global.counts = dense_counts.index_select(0, global.classes);
   global.sums = torch::zeros({global.classes.numel(), d}, local.sums.options());
   if (global.classes.numel() == 0) return global;  // the same on every rank: no second call
-  global.sums.index_copy_(0, torch::searchsorted(global.classes, local.classes), local.sums);
+  global.sums.index_put_({torch::searchsorted(global.classes, local.classes)}, local.sums);
   all_reduce(global.sums);
   return global;
 }
@@ -243,9 +292,13 @@ inline void update_centers(const CenterLossState& state, const torch::Tensor& di
   switch (state.path) {
     case CenterLossPath::cpu_fused:
       AT_DISPATCH_FLOATING_TYPES(diff.scalar_type(), "torchloss_center_update", [&] {
-        ClassSums s = class_sums_cpu<scalar_t>(diff, labels);
-        if (state.all_reduce) s = all_reduce_class_sums(s, num_classes, state.all_reduce);
-        apply_class_sums_cpu<scalar_t>(target, s, state.alpha);
+        if (state.all_reduce) {
+          const ClassSums s = all_reduce_class_sums(class_sums_cpu<scalar_t>(diff, labels), num_classes,
+                                                    state.all_reduce);
+          apply_class_sums_cpu<scalar_t>(target, s, state.alpha);
+        } else {
+          update_centers_cpu<scalar_t>(target, diff, labels, state.alpha);
+        }
       });
       break;
     case CenterLossPath::cuda_kernels: {
@@ -370,7 +423,8 @@ inline void check_center_loss_args(const torch::Tensor& features, const torch::T
   TORCH_CHECK(centers.scalar_type() == compute, fn, ": centers must be ", compute, " for ",
               features.scalar_type(), " features (float16/bfloat16 features use float32 centers), got ",
               centers.scalar_type());
-  check_same_device(fn, features, centers, "centers");
+  TORCH_CHECK(centers.device() == features.device(), fn, ": centers is on ", centers.device(),
+              " but features is on ", features.device());
   TORCH_CHECK(labels.defined(), fn, ": labels is an undefined tensor");
   TORCH_CHECK(labels.scalar_type() == torch::kLong, fn, ": labels must hold int64 class indices, got ",
               labels.scalar_type());
@@ -378,7 +432,8 @@ inline void check_center_loss_args(const torch::Tensor& features, const torch::T
   TORCH_CHECK(labels.size(0) == features.size(0), fn, ": labels has batch size ", labels.size(0),
               " but features has batch size ", features.size(0), " (labels ", shape_str(labels), ", features ",
               shape_str(features), ")");
-  check_same_device(fn, features, labels, "labels");
+  TORCH_CHECK(labels.device() == features.device(), fn, ": labels is on ", labels.device(),
+              " but features is on ", features.device());
   check_range(fn, "alpha", alpha, 0.0, 1.0);
   TORCH_CHECK(!(update && centers.requires_grad()), fn,
               ": centers requires grad (learnable centers) and update_centers is true; learnable centers "
