@@ -32,6 +32,9 @@ DESCRIPTIONS = {
     "BM_WeightedCE": "Weighted cross entropy, forward + backward (random class weights)",
     "BM_WeightedCEForward": "Weighted cross entropy, forward only (diagnostic)",
     "BM_WeightedBCE": "α-weighted binary cross entropy (α = 0.25, soft targets), forward + backward",
+    "BM_LogitAdjustedCE": "Logit-adjusted cross entropy (τ = 1, counts 1000 → 10), forward + backward",
+    "BM_LDAM": "LDAM (max margin 0.5, s = 30, counts 1000 → 10), forward + backward",
+    "BM_ASL": "Asymmetric loss (γ+ = 0, γ− = 4, clip 0.05, binary targets, sum), forward + backward",
 }
 
 

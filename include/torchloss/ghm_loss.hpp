@@ -72,9 +72,9 @@ struct GHMCTerm {
   }
 };
 
-/// GHM-R's term, the authentic smooth L1 of d = x − y: ℓ = √(d² + μ²) − μ, computed as
-/// d² / (√(d² + μ²) + μ) (no cancellation for small d); ∂ℓ/∂x = d / √(d² + μ²), which is
-/// also the gradient norm's sign-carrying form; ∂ℓ/∂y = −∂ℓ/∂x.
+/// GHM-R's term, the authentic smooth L1 of d = x − y: ℓ = √(d² + μ²) − μ (as mmdetection
+/// writes it; for |d| ≪ μ its rounding error, about μ·ε, exceeds ℓ ≈ d²/2μ, but stays far
+/// below the loss of any element that matters), ∂ℓ/∂x = d / √(d² + μ²), ∂ℓ/∂y = −∂ℓ/∂x.
 struct GHMRTerm {
   /// μ.
   struct Params {
@@ -88,19 +88,11 @@ struct GHMRTerm {
     const V d = x - y;
     const V root = square_root(d * d + ops::lit<V>(p.mu * p.mu));
     grad = d / root;
-    return d * d / (root + ops::lit<V>(p.mu));
+    return root - ops::lit<V>(p.mu);
   }
   template <typename V>
   static V target_grad(const V&, const V& grad) {
     return -grad;
-  }
-  template <typename V>
-  static V square_root(const V& v) {
-    if constexpr (std::is_arithmetic<V>::value) {
-      return std::sqrt(v);
-    } else {
-      return v.sqrt();
-    }
   }
 };
 
@@ -196,8 +188,9 @@ using GHMRFuncOptions = GHMRLossOptions;
 /// \f$[e_b, e_{b+1})\f$, \f$e_b = b / B\f$ (float32, the last edge raised by \f$10^{-6}\f$),
 /// let \f$R_b = \{i \in V : e_b \le g_i < e_{b+1}\}\f$ and \f$n\f$ the number of non-empty bins.
 /// Element \f$i \in R_b\f$ gets the weight
-/// \f[ w_i = \frac{\mathrm{tot}}{n\, a_b}, \qquad a_b = \begin{cases} |R_b| & m = 0 \\
-///     m\, A_b + (1 - m)\, |R_b| \ (\text{stored back into } A_b) & m > 0 \end{cases} \f]
+/// \f[ w_i = \frac{\mathrm{tot}}{n\, a_b}, \qquad
+///     a_b = \begin{cases} |R_b| & m = 0, \\ m\, A_b + (1 - m)\, |R_b| & m > 0, \end{cases} \f]
+/// the new \f$a_b\f$ being stored back into \f$A_b\f$ when \f$m > 0\f$
 /// (elements outside \f$V\f$ get 0; bins with \f$R_b = \emptyset\f$ keep \f$A_b\f$), and
 /// \f[ \mathrm{loss} = \frac{\mathrm{loss\_weight}}{\mathrm{tot}} \sum_i w_i\,
 ///     \bigl[\mathrm{softplus}(x_i) - x_i y_i\bigr], \qquad

@@ -7,6 +7,7 @@
 #include <torchloss/center_loss.hpp>
 #include <torchloss/class_weights.hpp>
 #include <torchloss/focal_loss.hpp>
+#include <torchloss/ghm_loss.hpp>
 #include <torchloss/multilabel_soft_margin_loss.hpp>
 #include <torchloss/sigmoid_focal_loss.hpp>
 #include <torchloss/weighted_binary_cross_entropy.hpp>

@@ -12,17 +12,23 @@
 /// Forward, in one pass over the elements: each counted element (label_weight > 0) falls in
 /// the bin of its g; per bin, the kernel adds up the element count and the sum of ℓ. The
 /// per-bin weights then need only [bins] numbers (after an optional all-reduce of the counts
-/// and of tot), and the loss is Σ_b weight_b · (Σ ℓ in bin b). Backward recomputes g (it is
-/// the gradient itself), so the bin of every element, and scales ∂ℓ/∂x by its bin's weight.
+/// and of tot), and the loss is Σ_b factor_b · (Σ ℓ in bin b). The fused CPU forward also
+/// writes ∂ℓ/∂x and each element's slot, so its backward is one gather-multiply pass; the
+/// ATen path (other devices) recomputes them in backward instead.
 
 #include <torchloss/detail/checks.hpp>
 #include <torchloss/detail/elementwise_loss.hpp>
 #include <torchloss/detail/kernel_utils.hpp>
 #include <torchloss/detail/ops.hpp>
 #include <torchloss/detail/reduction.hpp>
+#include <torchloss/detail/simd.hpp>
 #include <torchloss/distributed.hpp>
 
 #include <ATen/Parallel.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include <atomic>
 #include <cmath>
@@ -38,10 +44,81 @@ namespace detail {
 /// builds them, and float32 counts exactly only up to 2^24.
 constexpr int64_t kMaxGHMBins = int64_t(1) << 24;
 
+/// int32 lanes of the kernels' type V: vint/vint8 for the float vectors, int32_t for float
+/// and double.
+template <typename V>
+using slot_t = std::conditional_t<is_simd_v<V>, int_vector_t<V>, int32_t>;
+
+/// Per-lane mask ? a : b on int32 lanes (vector masks are -1/0, scalar masks bool).
+template <typename Mask, typename S>
+inline S select_slot(Mask mask, S a, S b) {
+  if constexpr (std::is_integral<S>::value) {
+    return mask ? a : b;
+  } else {
+    return (mask & a) | (~mask & b);
+  }
+}
+
+/// Whether a scalar mask is set.
+inline bool any_lane(bool mask) { return mask; }
+/// Whether a scalar mask computed with `&`/`|` (an int) is set.
+inline bool any_lane(int mask) { return mask != 0; }
+/// Whether any lane of a vector mask is set.
+inline bool any_lane(vint mask) {
+#if defined(__SSE__)
+  return _mm_movemask_ps((__m128)mask) != 0;
+#else
+  return (mask[0] | mask[1] | mask[2] | mask[3]) != 0;
+#endif
+}
+
+/// √ per lane, correctly rounded (as std::sqrt on the scalar tail).
+inline vfloat square_root_lanes(vfloat v) {
+#if defined(__SSE__)
+  return (vfloat)_mm_sqrt_ps((__m128)v);
+#else
+  vfloat r;
+  for (int j = 0; j < 4; ++j) r[j] = std::sqrt(v[j]);
+  return r;
+#endif
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+// The 8-lane twins exist only inside dispatch_simd's AVX2 function, into which they inline.
+/// Whether any lane of an 8-lane mask is set.
+__attribute__((target("avx2,fma"))) inline bool any_lane(vint8 mask) {
+  return _mm256_movemask_ps((__m256)mask) != 0;
+}
+/// √ per lane of 8.
+__attribute__((target("avx2,fma"))) inline vfloat8 square_root_lanes(vfloat8 v) {
+  return (vfloat8)_mm256_sqrt_ps((__m256)v);
+}
+#endif
+
+/// |v| on the kernels' types (NaN stays NaN).
+template <typename V>
+inline V abs_value(V v) {
+  return select(v < 0, -v, v);
+}
+
+/// √v on the kernels' types and on tensors.
+template <typename V>
+inline V square_root(const V& v) {
+  if constexpr (is_simd_v<V>) {
+    return square_root_lanes(v);
+  } else if constexpr (std::is_floating_point<V>::value) {
+    return std::sqrt(v);
+  } else {
+    return v.sqrt();
+  }
+}
+
 /// mmdetection's bin edges: `torch.arange(bins + 1).float() / bins` (float32), with the last
 /// edge raised by 1e-6 (in float32) so that g = 1 falls in the last bin. Bin i is
-/// [edge(i), edge(i+1)); `slot` is the bin index, or `bins` for "in no bin" (g NaN or
-/// beyond the last edge, and the elements that do not count).
+/// [edge(i), edge(i+1)).
+///
+/// Slots: 0 ... bins-1 are the bins; `bins` holds counted elements in no bin (g NaN or beyond
+/// the last edge), `bins + 1` the elements that do not count (label_weight <= 0, or NaN).
 struct GHMEdges {
   int32_t bins = 10;
   float bins_f = 10.0f;
@@ -52,24 +129,54 @@ struct GHMEdges {
       : bins(static_cast<int32_t>(bins_)), bins_f(static_cast<float>(bins_)),
         last(1.0f + static_cast<float>(1e-6)) {}
 
-  /// Inner edge i < bins, as the float32 division torch performs, widened to T.
-  template <typename T>
-  T edge(int32_t i) const {
-    return static_cast<T>(static_cast<float>(i) / bins_f);
+  /// Number of slots: the bins and the two sentinels.
+  int64_t slots() const { return int64_t(bins) + 2; }
+
+  /// Edge i (< bins, i >= 0) in V, as the float32 division torch performs.
+  template <typename V>
+  V edge(slot_t<V> i) const {
+    if constexpr (is_simd_v<V>) {
+      return __builtin_convertvector(i, V) / bins_f;
+    } else {
+      return static_cast<V>(static_cast<float>(i) / bins_f);
+    }
   }
 
-  /// The slot of g >= 0: the candidate floor(g · bins) is off by at most one from the bin
-  /// that the float32 edges define (both round once), and two comparisons settle it.
-  /// Branch-free, so the histogram loops vectorise.
-  template <typename T>
-  int32_t slot(T g) const {
-    const T scaled = g * static_cast<T>(bins);
+  /// The slot of a gradient norm g (>= 0, or NaN). The candidate c = floor(fl(g · bins)) is
+  /// the bin unless fl(g · bins) lies within 1.5 · bins · 2^-24 of an inner edge's integer:
+  /// that bounds the rounding of the product and of the float32 edge, so g then lies on the
+  /// same side of the edge as g · bins of the integer. Only a vector with a lane that close
+  /// (about bins · 2^-20 of the elements; the fixtures keep theirs 1e-4 away) takes the exact
+  /// comparisons with the edges. Edge 0 needs none (g >= 0), and the last bin's upper edge
+  /// 1 + 1e-6 is one comparison. V may be a vector: no branch on a lane.
+  template <typename V>
+  slot_t<V> slot(V g) const {
+    using S = slot_t<V>;
+    using L = lane_t<V>;
+    const V scaled = g * static_cast<L>(bins_f);
     // NaN fails the comparison and takes bins - 1; the final test sends it to no bin.
-    int32_t b = scaled < static_cast<T>(bins - 1) ? static_cast<int32_t>(scaled) : bins - 1;
-    b -= g < edge<T>(b) ? 1 : 0;
-    const T upper = b + 1 < bins ? edge<T>(b + 1) : static_cast<T>(last);
-    b += g >= upper ? 1 : 0;  // from the last bin, this leads to `bins`: beyond the last edge
-    return g >= T(0) ? b : bins;
+    const V top = splat<V>(bins - 1);
+    const V clamped = select(scaled < top, scaled, top);
+    S b;
+    V fraction;  // exact (Sterbenz): scaled and b are within a factor 2, or b = 0
+    if constexpr (is_simd_v<V>) {
+      b = __builtin_convertvector(clamped, S);
+      fraction = scaled - __builtin_convertvector(b, V);
+    } else {
+      b = static_cast<int32_t>(clamped);
+      fraction = scaled - static_cast<V>(b);
+    }
+    const L margin = static_cast<L>(bins_f) * static_cast<L>(1.0 / (1 << 22));
+    const S one = S{} + 1;
+    const auto near = ((fraction < margin) & (b > S{})) | ((fraction > 1 - margin) & (b < S{} + (bins - 1)));
+    if (any_lane(near)) {
+      b = select_slot(g < edge<V>(b), b - one, b);
+      // edge(b + 1) is computed for every lane, then replaced by the last edge where b + 1 = bins.
+      const V upper = select(b + one < S{} + bins, edge<V>(b + one), splat<V>(last));
+      b = select_slot(g >= upper, b + one, b);
+    }
+    // Beyond the last edge (only from the last bin) or NaN: in no bin.
+    return select_slot((g >= 0) & (g < last), b, S{} + bins);
   }
 
   /// The edges [bins + 1] as a float32 tensor (then in `options`' dtype and device).
@@ -103,168 +210,207 @@ struct GHMCall {
 };
 
 /// Per-slot statistics of a forward pass. `stats` [bins + 1] holds the counts of the bins and
-/// the raw tot (before max(·, 1)): the numbers that are all-reduced. `sums` [bins + 1] holds
-/// Σ ℓ per bin and, in the last slot, over the elements in no bin (multiplied by a zero
-/// weight, it carries their NaN or Inf into the loss, as the reference does).
+/// the raw tot (before max(·, 1)): the numbers that are all-reduced. `sums` [bins + 2] holds
+/// Σ ℓ per slot; the sentinels' sums get a zero factor, which carries their NaN or Inf into
+/// the loss, as the reference's zero weights do.
 struct GHMHistogram {
   torch::Tensor stats, sums;
   bool bad_target = false;
 };
 
-/// Elements per block of the fused loops: one vectorised pass fills the block's losses and
-/// slots, one scalar pass scatters them into the histogram.
+/// Elements per block of the fused forward: one SIMD pass fills the block's losses and slots
+/// (and writes ∂ℓ/∂x out), one scalar pass scatters the losses into the histogram by slot.
 constexpr int64_t kGHMBlock = 256;
 
-/// Fused CPU forward: the histogram of counts and loss sums in one pass over x, y, label_weight.
-/// Deterministic: chunk boundaries depend only on the sizes, partial results are combined in
-/// chunk order, whatever the thread count.
-template <class Term, typename T>
-GHMHistogram ghm_histogram_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& lw,
-                               const GHMEdges& edges, const typename Term::Params& params, bool tot_is_weight_sum) {
+/// The chunks of the fused forward: at least kElementGrain elements, and 64 per slot so the
+/// per-chunk histograms stay small next to the data.
+inline int64_t ghm_chunk_size(const GHMEdges& edges) {
+  return std::max<int64_t>(kElementGrain, 64 * edges.slots());
+}
+
+/// The dtype of the per-element slots that the forward saves for backward: uint8 while the
+/// slots fit (bins <= 254, the usual 10 or 30), int32 beyond.
+inline torch::ScalarType ghm_slot_dtype(const GHMEdges& edges) {
+  return edges.slots() <= 256 ? torch::kByte : torch::kInt;
+}
+
+/// Per element of a block: ℓ into `values`, ∂ℓ/∂x into `grad_out`, the slot into `slot`;
+/// SIMD over the block, then its scalar tail. Also adds up the label weights (GHM-R's tot)
+/// and flags targets outside [0, 1] (GHM-C).
+template <class Term, typename T, typename W, int kStride>
+inline void ghm_block(const T* xb, const T* yb, const T* wb, int64_t m, const GHMEdges& edges_in,
+                      const typename Term::Params& params_in, T* values, T* grad_out, int32_t* slot,
+                      double& weight_sum, bool& bad_target) {
+  // Local copies: the stores below could alias the referenced originals, which would force a
+  // reload (and a re-broadcast) of every constant in every iteration.
+  const GHMEdges edges = edges_in;
+  const typename Term::Params params = params_in;
+  W weight_vec{};
+  slot_t<W> bad_vec{};
+  T weight_tail = 0;
+  bool bad_tail = false;
+  simd_for<T, W>(m, [&](int64_t k, auto tag) {
+    using V = decltype(tag);
+    using S = slot_t<V>;
+    const V x = load<V>(xb + k);
+    const V y = load<V>(yb + k);
+    const V w = kStride ? load<V>(wb + k) : splat<V>(wb[0]);
+    V grad;
+    store(values + k, Term::value_and_grad(x, y, params, grad));
+    store(grad_out + k, grad);
+    store(slot + k, select_slot(w > 0, edges.slot(abs_value(grad)), S{} + (edges.bins + 1)));
+    if constexpr (is_simd_v<V>) {
+      weight_vec += w;
+      if (Term::kProbabilityTarget) bad_vec |= ~((y >= 0) & (y <= 1)) & (y == y);
+    } else {
+      weight_tail += w;
+      if (Term::kProbabilityTarget) bad_tail = bad_tail || (!(y >= 0 && y <= 1) && y == y);
+    }
+  });
+  weight_sum += static_cast<double>(lane_sum(weight_vec)) + static_cast<double>(weight_tail);
+  if constexpr (is_simd_v<W>) {
+    for (int j = 0; j < lanes_v<W>; ++j) bad_target = bad_target || bad_vec[j] != 0;
+  }
+  bad_target = bad_target || bad_tail;
+}
+
+/// One histogram entry: {Σ ℓ, count}, added as one SSE2 pair.
+typedef double GHMBin __attribute__((vector_size(16)));
+
+/// Interleaved histograms of the fused forward (for up to 64 bins).
+constexpr int64_t kGHMLanes = 8;
+
+/// Adds a block's losses to the histograms by slot (element k to lane k mod `lanes`) and
+/// writes the slots out for backward.
+template <typename T, typename SlotT>
+inline void ghm_scatter(const T* values, const int32_t* slot, int64_t m, GHMBin* lane_bins, int64_t lanes,
+                        int64_t slots, SlotT* slot_out) {
+  int64_t k = 0;
+  if (lanes == kGHMLanes) {
+    for (; k + kGHMLanes <= m; k += kGHMLanes) {
+      for (int64_t j = 0; j < kGHMLanes; ++j) {
+        lane_bins[j * slots + slot[k + j]] += GHMBin{static_cast<double>(values[k + j]), 1.0};
+      }
+    }
+  }
+  for (; k < m; ++k) lane_bins[slot[k]] += GHMBin{static_cast<double>(values[k]), 1.0};
+  for (k = 0; k < m; ++k) slot_out[k] = static_cast<SlotT>(slot[k]);
+}
+
+/// Fused CPU forward, one pass over x, y and label_weight: the histogram of counts and loss
+/// sums per slot, and, for backward, ∂ℓ/∂x and the slot of every element (`grad_t`, `slot_t`:
+/// x-shaped outputs; the slot dtype from ghm_slot_dtype). Deterministic: chunk boundaries
+/// depend only on the sizes, and partial results are combined in chunk order, whatever the
+/// thread count.
+template <class Term, typename T, typename SlotT, typename Width = void>
+GHMHistogram ghm_forward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& lw,
+                             const GHMEdges& edges, const typename Term::Params& params, bool tot_is_weight_sum,
+                             torch::Tensor& grad_t, torch::Tensor& slot_t) {
   const T* x = x_t.data_ptr<T>();
   const T* y = y_t.data_ptr<T>();
   const T one = 1;
   const T* w = lw.values.defined() ? lw.values.template data_ptr<T>() : &one;
   const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
   const BroadcastWeight& layout = lw.values.defined() ? lw : unweighted;
+  T* grad = grad_t.data_ptr<T>();
+  SlotT* slot_out = slot_t.data_ptr<SlotT>();
   const int64_t n = x_t.numel();
-  const int32_t bins = edges.bins;
-  const int64_t slots = int64_t(bins) + 1;
-  // Several interleaved histograms break the add-to-same-bin dependency chains (most
-  // elements of a detector batch share the first bin); one for many bins.
-  const int64_t lanes = bins <= 64 ? 8 : 1;
-  // Chunks of at least 64 elements per slot keep the per-chunk histograms small next to the data.
-  const int64_t chunk_size = std::max<int64_t>(kElementGrain, 64 * slots);
+  const int64_t slots = edges.slots();
+  // Interleaved histograms break the add-to-the-same-bin dependency chains (most elements of
+  // a detector batch share the first bin); one for many bins.
+  const int64_t lanes = edges.bins <= 64 ? kGHMLanes : 1;
+  const int64_t chunk_size = ghm_chunk_size(edges);
   const int64_t chunks = (n + chunk_size - 1) / chunk_size;
-  std::vector<double> chunk_sums(static_cast<size_t>(chunks * slots), 0.0);
-  std::vector<int64_t> chunk_counts(static_cast<size_t>(chunks * slots), 0);
-  std::vector<double> chunk_tot(static_cast<size_t>(chunks), 0.0);
+  // Per chunk and slot: {Σ ℓ, count} (the count in a double: exact to 2^53).
+  std::vector<GHMBin> chunk_bins(static_cast<size_t>(chunks * slots), GHMBin{0.0, 0.0});
+  std::vector<double> chunk_weight(static_cast<size_t>(chunks), 0.0);
   std::atomic<bool> bad{false};
 
   at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
-    std::vector<double> lane_sums(static_cast<size_t>(lanes * slots));
-    std::vector<int64_t> lane_counts(static_cast<size_t>(lanes * slots));
+    std::vector<GHMBin> lane_bins(static_cast<size_t>(lanes * slots));
     T values[kGHMBlock];
     int32_t slot[kGHMBlock];
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
-      std::fill(lane_sums.begin(), lane_sums.end(), 0.0);
-      std::fill(lane_counts.begin(), lane_counts.end(), 0);
+      std::fill(lane_bins.begin(), lane_bins.end(), GHMBin{0.0, 0.0});
+      double weight_sum = 0;
+      bool bad_target = false;
       const int64_t begin = chunk * chunk_size, end = std::min(n, begin + chunk_size);
-      double tot = 0;
-      int64_t bad_count = 0;
-      for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
-        constexpr int stride = decltype(w_stride)::value;
-        for (int64_t s = 0; s < length; s += kGHMBlock) {
-          const int64_t m = std::min(kGHMBlock, length - s);
-          const T* xb = x + i0 + s;
-          const T* yb = y + i0 + s;
-          const T* wb = wr + s * stride;
-          T block_weight = 0;
-          int32_t block_counted = 0, block_bad = 0;
-          for (int64_t k = 0; k < m; ++k) {
-            T grad;
-            values[k] = Term::value_and_grad(xb[k], yb[k], params, grad);
-            const T wk = wb[k * stride];
-            const bool counted = wk > T(0);
-            const int32_t b = edges.slot(std::abs(grad));
-            slot[k] = counted ? b : bins;
-            block_counted += counted ? 1 : 0;
-            block_weight += wk;
-            if (Term::kProbabilityTarget) block_bad += (!(yb[k] >= T(0) && yb[k] <= T(1)) && yb[k] == yb[k]) ? 1 : 0;
+      GHMBin* bins_of_lanes = lane_bins.data();
+      const auto run = [&](auto width) {
+        using W = decltype(width);
+        for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
+          constexpr int stride = decltype(w_stride)::value;
+          for (int64_t s = 0; s < length; s += kGHMBlock) {
+            const int64_t at0 = i0 + s, m = std::min(kGHMBlock, length - s);
+            ghm_block<Term, T, W, stride>(x + at0, y + at0, wr + s * stride, m, edges, params, values, grad + at0,
+                                          slot, weight_sum, bad_target);
+            ghm_scatter(values, slot, m, bins_of_lanes, lanes, slots, slot_out + at0);
           }
-          for (int64_t k = 0; k < m; ++k) {
-            const int64_t at = (k & (lanes - 1)) * slots + slot[k];
-            lane_sums[static_cast<size_t>(at)] += static_cast<double>(values[k]);
-            lane_counts[static_cast<size_t>(at)] += 1;
-          }
-          tot += tot_is_weight_sum ? static_cast<double>(block_weight) : static_cast<double>(block_counted);
-          bad_count += block_bad;
-        }
-      });
-      double* sums_out = chunk_sums.data() + chunk * slots;
-      int64_t* counts_out = chunk_counts.data() + chunk * slots;
-      for (int64_t lane = 0; lane < lanes; ++lane) {
-        for (int64_t b = 0; b < slots; ++b) {
-          sums_out[b] += lane_sums[static_cast<size_t>(lane * slots + b)];
-          counts_out[b] += lane_counts[static_cast<size_t>(lane * slots + b)];
-        }
+        });
+      };
+      if constexpr (std::is_void<Width>::value) {
+        dispatch_simd<T>(run);  // the widest SIMD this CPU runs (AVX2 or SSE for float; scalar for double)
+      } else {
+        run(Width{});  // a given width (tests check the SSE kernel on AVX2 machines)
       }
-      chunk_tot[static_cast<size_t>(chunk)] = tot;
-      if (bad_count) bad = true;
+      GHMBin* out = chunk_bins.data() + chunk * slots;
+      for (int64_t lane = 0; lane < lanes; ++lane) {
+        for (int64_t b = 0; b < slots; ++b) out[b] += lane_bins[static_cast<size_t>(lane * slots + b)];
+      }
+      chunk_weight[static_cast<size_t>(chunk)] = weight_sum;
+      if (bad_target) bad = true;
     }
   });
 
   GHMHistogram h;
-  h.stats = torch::zeros({slots}, torch::kDouble);
+  const int32_t bins = edges.bins;
+  h.stats = torch::zeros({bins + 1}, torch::kDouble);
   h.sums = torch::zeros({slots}, torch::kDouble);
   double* stats = h.stats.data_ptr<double>();
   double* sums = h.sums.data_ptr<double>();
-  std::vector<int64_t> counts(static_cast<size_t>(slots), 0);
-  double tot = 0;
+  std::vector<GHMBin> total(static_cast<size_t>(slots), GHMBin{0.0, 0.0});
+  double weight_sum = 0;
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    for (int64_t b = 0; b < slots; ++b) {
-      sums[b] += chunk_sums[static_cast<size_t>(chunk * slots + b)];
-      counts[static_cast<size_t>(b)] += chunk_counts[static_cast<size_t>(chunk * slots + b)];
-    }
-    tot += chunk_tot[static_cast<size_t>(chunk)];
+    for (int64_t b = 0; b < slots; ++b) total[static_cast<size_t>(b)] += chunk_bins[static_cast<size_t>(chunk * slots + b)];
+    weight_sum += chunk_weight[static_cast<size_t>(chunk)];
   }
-  for (int32_t b = 0; b < bins; ++b) stats[b] = static_cast<double>(counts[static_cast<size_t>(b)]);
-  stats[bins] = tot;
+  double counted = 0;  // every slot but "does not count"
+  for (int32_t b = 0; b <= bins; ++b) counted += total[static_cast<size_t>(b)][1];
+  for (int32_t b = 0; b < bins; ++b) stats[b] = total[static_cast<size_t>(b)][1];
+  for (int64_t b = 0; b < slots; ++b) sums[b] = total[static_cast<size_t>(b)][0];
+  stats[bins] = tot_is_weight_sum ? weight_sum : counted;
   h.bad_target = bad;
   return h;
 }
 
-/// Fused CPU backward: grad_i = table[slot_i] · ∂ℓ/∂x_i, the table holding each bin's weight
-/// times the incoming gradient (and 0 for "in no bin").
-template <class Term, typename T>
-torch::Tensor ghm_backward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& lw,
-                               const GHMEdges& edges, const T* table, const typename Term::Params& params) {
-  auto grad_t = torch::empty_like(x_t);
-  const T* x = x_t.data_ptr<T>();
-  const T* y = y_t.data_ptr<T>();
-  const T one = 1;
-  const T* w = lw.values.defined() ? lw.values.template data_ptr<T>() : &one;
-  const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
-  const BroadcastWeight& layout = lw.values.defined() ? lw : unweighted;
+/// Fused CPU backward from what the forward saved: grad_i = table[slot_i] · ∂ℓ/∂x_i, the
+/// table holding each slot's factor times the incoming gradient (0 for the sentinels).
+/// One memory-bound pass; nothing is recomputed.
+template <typename T, typename SlotT>
+torch::Tensor ghm_backward_cpu(const torch::Tensor& derivative_t, const torch::Tensor& slot_t, const T* table) {
+  auto grad_t = torch::empty_like(derivative_t);
+  const T* derivative = derivative_t.data_ptr<T>();
+  const SlotT* slot = slot_t.data_ptr<SlotT>();
   T* out = grad_t.template data_ptr<T>();
-  const int32_t bins = edges.bins;
-  at::parallel_for(0, x_t.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
-    T derivative[kGHMBlock];
-    int32_t slot[kGHMBlock];
-    for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
-      constexpr int stride = decltype(w_stride)::value;
-      for (int64_t s = 0; s < length; s += kGHMBlock) {
-        const int64_t m = std::min(kGHMBlock, length - s);
-        const T* xb = x + i0 + s;
-        const T* yb = y + i0 + s;
-        const T* wb = wr + s * stride;
-        for (int64_t k = 0; k < m; ++k) {
-          T grad;
-          (void)Term::value_and_grad(xb[k], yb[k], params, grad);  // the value is dead code
-          const int32_t b = edges.slot(std::abs(grad));
-          slot[k] = wb[k * stride] > T(0) ? b : bins;
-          derivative[k] = grad;
-        }
-        T* ob = out + i0 + s;
-        for (int64_t k = 0; k < m; ++k) ob[k] = table[slot[k]] * derivative[k];
-      }
-    });
+  at::parallel_for(0, derivative_t.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = table[slot[i]] * derivative[i];
   });
   return grad_t;
 }
 
-/// The slots of the ATen path: the bin of |∂ℓ/∂x|, or `bins` for elements that do not count.
+/// The slots of the ATen path (see GHMEdges): the bin of |∂ℓ/∂x|, `bins` for counted
+/// elements in no bin, `bins + 1` for the elements that do not count.
 inline torch::Tensor ghm_slots_aten(const torch::Tensor& grad, const BroadcastWeight& lw, const torch::Tensor& x,
                                     const GHMEdges& edges) {
   auto slot = edges.slot(grad.abs());
-  if (lw.values.defined()) slot.masked_fill_(~(aten_weight(lw, x) > 0), edges.bins);
+  if (lw.values.defined()) slot.masked_fill_(~(aten_weight(lw, x) > 0), edges.bins + 1);
   return slot;
 }
 
-/// The per-slot factors [bins + 1] (float64) of the loss: loss_weight · w_b / tot, where
+/// The per-slot factors [bins + 2] (float64) of the loss: loss_weight · w_b / tot, where
 /// w_b = tot / acc_b (momentum > 0, after the update acc_b ← m·acc_b + (1−m)·count_b of the
 /// non-empty bins) or tot / count_b, divided by the number of non-empty bins; 0 for empty
-/// bins and for the "no bin" slot. Tensor ops on [bins] values: no host synchronisation.
+/// bins and for the two sentinel slots. Tensor ops on [bins] values: no host synchronisation.
 inline torch::Tensor ghm_slot_factors(const torch::Tensor& stats, const torch::Tensor& acc_sum, double momentum,
                                       double loss_weight) {
   const int64_t bins = stats.numel() - 1;
@@ -281,7 +427,7 @@ inline torch::Tensor ghm_slot_factors(const torch::Tensor& stats, const torch::T
   }
   const auto nonempty_bins = nonempty.sum().to(torch::kDouble).clamp_min(1.0);
   const auto weights = torch::where(nonempty, tot / denominator, torch::zeros_like(denominator)) / nonempty_bins;
-  return torch::cat({weights / tot * loss_weight, torch::zeros({1}, stats.options())});
+  return torch::cat({weights / tot * loss_weight, torch::zeros({2}, stats.options())});
 }
 
 /// The autograd function of the GHM losses. The bin weights are constants (the reference
@@ -297,22 +443,30 @@ struct GHMLossFunction : public torch::autograd::Function<GHMLossFunction<Term>>
     const auto lw = broadcast_weight(label_weight.value_or(torch::Tensor()), x, dtype);
     const int64_t bins = call.edges.bins;
     const bool fused = x.device().is_cpu() && !force_aten_path;
-    torch::Tensor stats, sums, values, slot;
+    torch::Tensor stats, sums, values, slot, derivative;
     if (fused) {
+      derivative = torch::empty_like(x);
+      slot = torch::empty(x.sizes(), x.options().dtype(ghm_slot_dtype(call.edges)));
       GHMHistogram h;
       AT_DISPATCH_FLOATING_TYPES(dtype, "torchloss_ghm_forward", [&] {
-        h = ghm_histogram_cpu<Term, scalar_t>(x, y, lw, call.edges, params, call.tot_is_weight_sum);
+        if (slot.scalar_type() == torch::kByte) {
+          h = ghm_forward_cpu<Term, scalar_t, uint8_t>(x, y, lw, call.edges, params, call.tot_is_weight_sum, derivative,
+                                                       slot);
+        } else {
+          h = ghm_forward_cpu<Term, scalar_t, int32_t>(x, y, lw, call.edges, params, call.tot_is_weight_sum, derivative,
+                                                       slot);
+        }
       });
       if (h.bad_target) check_probabilities(call.fn, target);
       stats = h.stats;
       sums = h.sums;
     } else {
       if (Term::kProbabilityTarget) check_probabilities(call.fn, target);
-      torch::Tensor grad;
-      values = Term::value_and_grad(x, y, params, grad);
-      slot = ghm_slots_aten(grad, lw, x, call.edges).flatten();
+      values = Term::value_and_grad(x, y, params, derivative);
+      slot = ghm_slots_aten(derivative, lw, x, call.edges);
       const auto dopt = x.options().dtype(torch::kDouble);
-      const auto counts = torch::zeros({bins + 1}, dopt).index_add_(0, slot, torch::ones({slot.numel()}, dopt));
+      const auto counts =
+          torch::zeros({bins + 2}, dopt).index_add_(0, slot.flatten(), torch::ones({slot.numel()}, dopt));
       torch::Tensor tot;
       if (!lw.values.defined()) {
         tot = torch::full({1}, static_cast<double>(x.numel()), dopt);
@@ -328,9 +482,16 @@ struct GHMLossFunction : public torch::autograd::Function<GHMLossFunction<Term>>
     if (fused) {
       loss = (factors * sums).sum();
     } else {
-      loss = (factors.to(dtype).take(slot).view(x.sizes()) * values).sum();
+      loss = (factors.to(dtype).take(slot) * values).sum();
     }
-    ctx->save_for_backward({x, y, lw.values, factors});
+    // Backward needs ∂ℓ/∂x and the slots (saved by the fused forward; recomputed from x and
+    // y on the ATen path, where saving them would cost device memory), and x for GHM-C's
+    // target gradient.
+    if (fused) {
+      ctx->save_for_backward({x, torch::Tensor(), torch::Tensor(), factors, derivative, slot});
+    } else {
+      ctx->save_for_backward({x, y, lw.values, factors, torch::Tensor(), torch::Tensor()});
+    }
     ctx->saved_data["layout"] = std::vector<int64_t>{lw.inner, lw.period, bins, static_cast<int64_t>(input.scalar_type()),
                                                      static_cast<int64_t>(target.scalar_type())};
     ctx->saved_data["params"] = params.pack();
@@ -341,29 +502,32 @@ struct GHMLossFunction : public torch::autograd::Function<GHMLossFunction<Term>>
                                                  torch::autograd::variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const auto& x = saved[0];
-    const auto& y = saved[1];
     const auto layout = ctx->saved_data["layout"].toIntVector();
-    const BroadcastWeight lw{saved[2], layout[0], layout[1]};
     const GHMEdges edges(layout[2]);
     const auto input_dtype = static_cast<torch::ScalarType>(layout[3]);
     const auto target_dtype = static_cast<torch::ScalarType>(layout[4]);
-    const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
     // The loss is a scalar: one incoming gradient scales every slot factor.
     const auto table = (saved[3] * grad_outputs[0].to(torch::kDouble)).to(x.scalar_type()).contiguous();
+    torch::Tensor derivative = saved[4], slot = saved[5];
     torch::Tensor grad_input, grad_target;
-    const bool fused = x.device().is_cpu() && !force_aten_path;
-    if (ctx->needs_input_grad(0) && fused) {
-      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "torchloss_ghm_backward", [&] {
-        grad_input = ghm_backward_cpu<Term, scalar_t>(x, y, lw, edges, table.data_ptr<scalar_t>(), params);
-      });
+    if (derivative.defined()) {
+      if (ctx->needs_input_grad(0)) {
+        AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "torchloss_ghm_backward", [&] {
+          grad_input = slot.scalar_type() == torch::kByte
+                           ? ghm_backward_cpu<scalar_t, uint8_t>(derivative, slot, table.data_ptr<scalar_t>())
+                           : ghm_backward_cpu<scalar_t, int32_t>(derivative, slot, table.data_ptr<scalar_t>());
+        });
+      }
+    } else {
+      const BroadcastWeight lw{saved[2], layout[0], layout[1]};
+      const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
+      (void)Term::value_and_grad(x, saved[1], params, derivative);
+      slot = ghm_slots_aten(derivative, lw, x, edges);
+      if (ctx->needs_input_grad(0)) grad_input = table.take(slot) * derivative;
     }
-    if ((ctx->needs_input_grad(0) && !fused) || ctx->needs_input_grad(1)) {
-      torch::Tensor grad;
-      (void)Term::value_and_grad(x, y, params, grad);
-      const auto weight = table.take(ghm_slots_aten(grad, lw, x, edges));
-      if (!grad_input.defined() && ctx->needs_input_grad(0)) grad_input = weight * grad;
-      // Rarely wanted (a regression target that requires grad): plain ATen ops.
-      if (ctx->needs_input_grad(1)) grad_target = (weight * Term::target_grad(x, grad)).to(target_dtype);
+    // Rarely wanted (a regression target that requires grad): plain ATen ops.
+    if (ctx->needs_input_grad(1)) {
+      grad_target = (table.take(slot.to(torch::kLong)) * Term::target_grad(x, derivative)).to(target_dtype);
     }
     if (grad_input.defined()) grad_input = grad_input.to(input_dtype);
     return {grad_input, grad_target, torch::Tensor(), torch::Tensor(), torch::Tensor()};
