@@ -48,5 +48,21 @@ inline torch::Tensor effective_number(const torch::Tensor& counts, double beta =
   return (inverse * (static_cast<double>(n.numel()) / inverse.sum())).to(torch::kFloat);
 }
 
+/// Deferred re-weighting (DRW, Cao et al., NeurIPS 2019): all ones before `switch_epoch`,
+/// the class-balanced weights effective_number(counts, beta) from it on,
+/// \f[ w_c(e) = \begin{cases} 1 & e < e_s \\ \dfrac{C\,(1-\beta)/(1-\beta^{n_c})}{\sum_k (1-\beta)/(1-\beta^{n_k})} & e \ge e_s \end{cases} \f]
+/// (the reference trains CIFAR with \f$e_s = 160\f$ of 200 epochs and \f$\beta = 0.9999\f$).
+/// Pass the result as the `weight` of LDAMLoss or any other weighted loss each epoch.
+/// Errors: epoch or switch_epoch negative, \f$\beta \notin [0, 1)\f$, bad counts.
+inline torch::Tensor deferred(int64_t epoch, int64_t switch_epoch, const torch::Tensor& counts, double beta = 0.9999) {
+  const char* fn = "torchloss::class_weights::deferred";
+  TORCH_CHECK(epoch >= 0, fn, ": epoch must be >= 0, got ", epoch);
+  TORCH_CHECK(switch_epoch >= 0, fn, ": switch_epoch must be >= 0, got ", switch_epoch);
+  TORCH_CHECK(beta >= 0 && beta < 1, fn, ": beta must be in [0, 1), got ", beta);
+  const auto n = detail::checked_counts(fn, counts);
+  if (epoch < switch_epoch) return torch::ones({n.numel()}, n.options().dtype(torch::kFloat));
+  return effective_number(counts, beta);
+}
+
 }  // namespace class_weights
 }  // namespace torchloss

@@ -4,11 +4,16 @@
 
 #include <torchloss/version.hpp>
 
+#include <torchloss/asymmetric_loss.hpp>
 #include <torchloss/center_loss.hpp>
 #include <torchloss/class_weights.hpp>
 #include <torchloss/focal_loss.hpp>
 #include <torchloss/ghm_loss.hpp>
+#include <torchloss/ldam_loss.hpp>
+#include <torchloss/logit_adjusted_cross_entropy.hpp>
+#include <torchloss/multi_task_loss.hpp>
 #include <torchloss/multilabel_soft_margin_loss.hpp>
+#include <torchloss/normed_linear.hpp>
 #include <torchloss/sigmoid_focal_loss.hpp>
 #include <torchloss/weighted_binary_cross_entropy.hpp>
 #include <torchloss/weighted_cross_entropy.hpp>

@@ -131,13 +131,17 @@ inline V log1p_unit(V e) {
   }
 }
 
-/// m^γ for m in [0, 1] and γ >= 0, with 0^0 = 1; γ = 0, 1, 2 and 3 are exact.
+/// m^γ for m in [0, 1] and γ >= 0, with 0^0 = 1; γ = 0, 1, 2, 3 and 4 are exact.
 template <typename V>
 inline V pow_unit(V m, double gamma) {
   if (gamma == 2) return m * m;
   if (gamma == 1) return m;
   if (gamma == 0) return splat<V>(1);
   if (gamma == 3) return m * m * m;
+  if (gamma == 4) {
+    const V square = m * m;
+    return square * square;
+  }
   if constexpr (is_double_v<V>) {
     return std::pow(m, gamma);
   } else {

@@ -71,6 +71,36 @@ inline torch::Tensor div_or(const torch::Tensor& a, const torch::Tensor& b, doub
   return torch::where(b > 0, a / b, torch::full_like(a, fallback));
 }
 
+/// max(d, 0), keeping NaN (a NaN input must reach the output).
+template <typename T, if_scalar<T> = 0>
+inline T relu(T d) {
+  return select(d < 0, T{}, d);
+}
+/// max(d, 0) on tensors (clamp keeps NaN).
+inline torch::Tensor relu(const torch::Tensor& d) { return d.clamp_min(0); }
+
+/// 1 where d > 0, else 0 (NaN gives 0; multiply by it to mask a derivative that is 0 off d > 0).
+template <typename T, if_scalar<T> = 0>
+inline T step(T d) {
+  return select(d > 0, splat<T>(1), T{});
+}
+/// 1 where d > 0, else 0, on tensors.
+inline torch::Tensor step(const torch::Tensor& d) { return (d > 0).to(d.scalar_type()); }
+
+/// −log(1 − u) for u in [0, 1), given u and 1 − u each computed accurately: log1p(u / (1 − u))
+/// (its argument in [0, 1]) for u <= 1/2, so small u keeps its relative precision, and
+/// −log(1 − u) above, where 1 − u (not u) carries the information.
+template <typename T, if_scalar<T> = 0>
+inline T neg_log1m(T u, T one_minus_u) {
+  const auto small = u <= static_cast<lane_t<T>>(0.5);
+  const T ratio = select(small, u / select(small, one_minus_u, splat<T>(1)), T{});
+  return select(small, fast::log1p_unit(ratio), -fast::log(select(small, splat<T>(1), one_minus_u)));
+}
+/// −log(1 − u) on tensors.
+inline torch::Tensor neg_log1m(const torch::Tensor& u, const torch::Tensor& one_minus_u) {
+  return torch::where(u <= 0.5, -torch::log1p(-u), -one_minus_u.log());
+}
+
 /// σ(x), σ(−x) = 1 − σ(x) and softplus(x) = −log σ(−x), from one e^{−|x|}: each accurate
 /// at any |x| (σ(−x) is not computed as 1 − σ(x), which cancels for large x).
 template <typename V>

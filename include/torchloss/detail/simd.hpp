@@ -150,6 +150,30 @@ inline T simd_max(const T* x, int64_t n) {
   return result;
 }
 
+/// max_{k<n} f(k, tag), skipping NaN like simd_max: f returns the V of its tag (a computed
+/// row, e.g. transformed logits, rather than one in memory); −∞ for n = 0.
+template <typename T, typename V = simd_t<T>, typename F>
+inline T simd_max_of(int64_t n, F&& f) {
+  constexpr int64_t width = lanes_v<V>;
+  V acc = splat<V>(-std::numeric_limits<T>::infinity());
+  int64_t k = 0;
+  for (; k + width <= n; k += width) {
+    const V v = f(k, V{});
+    acc = select(v > acc, v, acc);
+  }
+  T result = -std::numeric_limits<T>::infinity();
+  for (; k < n; ++k) {
+    const T v = f(k, T{});
+    result = v > result ? v : result;
+  }
+  if constexpr (is_simd_v<V>) {
+    for (int j = 0; j < lanes_v<V>; ++j) result = acc[j] > result ? acc[j] : result;
+  } else {
+    result = acc > result ? acc : result;
+  }
+  return result;
+}
+
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 /// Whether this CPU runs AVX2 and FMA (checked once).
 inline bool cpu_has_avx2_fma() {

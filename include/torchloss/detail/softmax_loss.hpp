@@ -15,6 +15,17 @@
 ///            + \tfrac{\varepsilon}{C}(W p_{i,k} - w_k), \quad h_i = \mathrm{grad\_logp}(\log p_{i,y_i}),
 ///            \; W = \textstyle\sum_c w_c \f]
 /// since \f$\partial \log p_y / \partial x_k = \delta_{ky} - p_k\f$.
+///
+/// A loss may also ask for a logit transform applied inside the kernels (LogitTransform):
+/// \f[ z_{i,c} = s\,(x_{i,c} + b_c - m_{y_i}\, \delta_{c y_i}) \f]
+/// with a per-class offset b (logit adjustment), a scale s and a per-class margin m taken
+/// off the target logit (LDAM). Everything above then holds for z in place of x, and since
+/// b and m are constants, \f$\partial \ell / \partial x = s\, \partial \ell / \partial z\f$.
+/// The kernels work on the unscaled \f$u = x + b - m_y\,\mathrm{onehot}(y)\f$ (additions only)
+/// and scale differences, \f$z_c - \max z = s\,(u_c - \max u)\f$: the row's largest entry is
+/// then exactly 0 in every pass (a scaled logit of 3e5 has a float ulp of 0.03, which a
+/// recomputation could round differently), and no precision is lost to large \f$s\,x\f$.
+/// The default (no offset, s = 1, no margin) runs the plain kernels, untouched.
 
 #include <torchloss/detail/checks.hpp>
 #include <torchloss/detail/fast_math.hpp>
@@ -37,17 +48,33 @@ struct SoftmaxLossConfig {
   double label_smoothing;   ///< ε in [0, 1]
   int64_t reduction;        ///< at::Reduction code
   bool weighted_mean;       ///< kMean divides by Σ w_y (cross entropy) or by the count (focal)
+  double logit_scale = 1.0; ///< s of the logit transform (1: none)
+};
+
+/// The optional logit transform z = s·(x + b − m_y·onehot(y)) of a softmax loss (see the
+/// file comment). b and m are constants: they get no gradient.
+struct LogitTransform {
+  torch::Tensor offset;  ///< b [C], added to every row; undefined: none
+  torch::Tensor margin;  ///< m [C], m_y taken off the target logit; undefined: none
+  double scale = 1.0;    ///< s > 0, multiplies the shifted logits
 };
 
 /// Tensors in the kernels' layout: x [rows, C] contiguous in the compute dtype, target [rows].
 struct SoftmaxRows {
   torch::Tensor x, target, weight;
+  torch::Tensor offset, margin;  ///< the LogitTransform's b and m [C] (undefined when none)
   int64_t rows = 0, classes = 0;
 };
 
+/// Whether the rows carry a logit transform (the kernels then take their transformed form).
+inline bool has_logit_transform(const SoftmaxRows& r, const SoftmaxLossConfig& cfg) {
+  return r.offset.defined() || r.margin.defined() || cfg.logit_scale != 1.0;
+}
+
 /// Moves the class dim last ([N, C, d...] -> [N·d..., C]) and converts to the compute dtype.
 inline SoftmaxRows softmax_rows(const torch::Tensor& input, const torch::Tensor& target,
-                                const torch::Tensor& weight) {
+                                const torch::Tensor& weight, const torch::Tensor& offset = {},
+                                const torch::Tensor& margin = {}) {
   SoftmaxRows r;
   const auto dtype = compute_dtype(input.scalar_type());
   r.classes = input.size(1);
@@ -55,6 +82,8 @@ inline SoftmaxRows softmax_rows(const torch::Tensor& input, const torch::Tensor&
   r.rows = r.x.size(0);
   r.target = target.contiguous().view({-1});
   if (weight.defined()) r.weight = weight.to(dtype).contiguous();
+  if (offset.defined()) r.offset = offset.to(dtype).contiguous();
+  if (margin.defined()) r.margin = margin.to(dtype).contiguous();
   return r;
 }
 
@@ -84,16 +113,23 @@ inline T class_weight_total(const T* w, int64_t classes) {
 }
 
 /// Fused CPU forward: one pass for the row max, one for Σ exp (both over a row that stays in
-/// cache), per row. Rows whose target is ignored are skipped.
-template <class Term, typename T>
-SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig& cfg,
-                                   const typename Term::Params& params) {
+/// cache), per row. Rows whose target is ignored are skipped. `Transformed` selects the form
+/// that reads the logits through the LogitTransform: u_c = x_c + b_c off the target, the
+/// target's u_y = x_y + b_y − m_y taken apart (so a large margin neither overflows nor
+/// cancels in the row's max and Σ exp), and z_c − max z = s·(u_c − max u). The saved row
+/// statistic is then max u (not max z).
+template <class Term, typename T, bool Transformed>
+SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossConfig& cfg,
+                                        const typename Term::Params& params) {
   SoftmaxForward out;
   out.losses = torch::empty({r.rows}, r.x.options());
   out.stats = torch::zeros({r.rows, 2}, r.x.options());
   const T* x = r.x.data_ptr<T>();
   const int64_t* target = r.target.data_ptr<int64_t>();
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
+  const T* offset = r.offset.defined() ? r.offset.template data_ptr<T>() : nullptr;
+  const T* margin = r.margin.defined() ? r.margin.template data_ptr<T>() : nullptr;
+  const T logit_scale = static_cast<T>(cfg.logit_scale);
   T* losses = out.losses.template data_ptr<T>();
   T* stats = out.stats.template data_ptr<T>();
   const int64_t C = r.classes;
@@ -106,6 +142,8 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
   const int64_t chunks = (r.rows + grain - 1) / grain;
   std::vector<double> chunk_denominator(static_cast<size_t>(chunks), 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    // Scaled logits (LDAM's s = 30) put most e^{z − max z} far below float's normal range.
+    const ScopedFlushDenormals flush(Transformed);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       double denominator = 0;
       const int64_t row_end = std::min(r.rows, (chunk + 1) * grain);
@@ -123,24 +161,50 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
             continue;
           }
           const T* xr = x + i * C;
-          const T m = simd_max<T, W>(xr, C);
-          const T sum_exp = simd_sum<T, W>(C, [&](int64_t c, auto tag) {
+          // u_c = x_c + b_c (the target's margin is applied to u_t alone); x itself when plain.
+          const auto shifted = [&](int64_t c, auto tag) {
             using V = decltype(tag);
-            return fast::exp(load<V>(xr + c) - m);
-          });
+            const V v = load<V>(xr + c);
+            if constexpr (Transformed) {
+              return offset ? v + load<V>(offset + c) : v;
+            } else {
+              return v;
+            }
+          };
+          T m, sum_exp, target_gap, margin_t = 0;  // target_gap = z_t − max z
+          if constexpr (Transformed) {
+            margin_t = margin ? margin[t] : T(0);
+            const T u_t = shifted(t, T{}) - margin_t;
+            const auto after = [&](int64_t c, auto tag) { return shifted(t + 1 + c, tag); };
+            m = std::max(std::max(simd_max_of<T, W>(t, shifted), simd_max_of<T, W>(C - t - 1, after)), u_t);
+            const auto exp_before = [&](int64_t c, auto tag) { return fast::exp(logit_scale * (shifted(c, tag) - m)); };
+            const auto exp_after = [&](int64_t c, auto tag) { return fast::exp(logit_scale * (after(c, tag) - m)); };
+            target_gap = logit_scale * (u_t - m);
+            sum_exp = simd_sum<T, W>(t, exp_before) + simd_sum<T, W>(C - t - 1, exp_after) + fast::exp(target_gap);
+          } else {
+            m = simd_max<T, W>(xr, C);
+            sum_exp = simd_sum<T, W>(C, [&](int64_t c, auto tag) {
+              using V = decltype(tag);
+              return fast::exp(load<V>(xr + c) - m);
+            });
+            target_gap = xr[t] - m;
+          }
           const T log_sum = std::log(sum_exp);
+          const T logp_t = target_gap - log_sum;
           stats[2 * i] = m;
           stats[2 * i + 1] = log_sum;
           const T w_y = w ? w[t] : T(1);
-          T loss = keep * w_y * Term::value((xr[t] - m) - log_sum, params);
+          T loss = keep * w_y * Term::value(logp_t, params);
           if (eps > 0) {
-            // Σ_c w_c (lse − x_c) = W log_sum + Σ_c w_c (m − x_c).
+            // Σ_c w_c (lse − z_c) = W log_sum + s Σ_c w_c (m − u_c); the target's margin adds
+            // w_y m_y to the unmargined sum (s = 1, u = x without a transform).
             const T weighted_gap = simd_sum<T, W>(C, [&](int64_t c, auto tag) {
               using V = decltype(tag);
-              const V gap = m - load<V>(xr + c);
+              const V gap = m - shifted(c, tag);
               return w ? load<V>(w + c) * gap : gap;
             });
-            loss += eps / T(C) * (w_total * log_sum + weighted_gap);
+            const T scaled_gap = Transformed ? logit_scale * (weighted_gap + w_y * margin_t) : weighted_gap;
+            loss += eps / T(C) * (w_total * log_sum + scaled_gap);
           }
           losses[i] = loss;
           denominator += cfg.weighted_mean ? static_cast<double>(w_y) : 1.0;
@@ -154,16 +218,29 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
   return out;
 }
 
-/// Fused CPU backward: one pass per row writing
-/// grad_k = g·[p_k (ε W / C − (1−ε) w_y h) − ε w_k / C] + δ_{k y} g (1−ε) w_y h.
+/// Fused CPU forward of a softmax loss (the plain or the transformed-logit kernel).
 template <class Term, typename T>
-torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& stats_tensor,
-                                   const torch::Tensor& scale, const SoftmaxLossConfig& cfg,
+SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig& cfg,
                                    const typename Term::Params& params) {
+  if (has_logit_transform(r, cfg)) return softmax_forward_cpu_impl<Term, T, true>(r, cfg, params);
+  return softmax_forward_cpu_impl<Term, T, false>(r, cfg, params);
+}
+
+/// Fused CPU backward: one pass per row writing
+/// grad_k = g·[p_k (ε W / C − (1−ε) w_y h) − ε w_k / C] + δ_{k y} g (1−ε) w_y h,
+/// with p from the logits z the forward saw (p_k = e^{s (u_k − max u) − log_sum} when they
+/// were transformed) and g scaled by s (∂z/∂x = s).
+template <class Term, typename T, bool Transformed>
+torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tensor& stats_tensor,
+                                        const torch::Tensor& scale, const SoftmaxLossConfig& cfg,
+                                        const typename Term::Params& params) {
   auto grad = torch::empty_like(r.x);
   const T* x = r.x.data_ptr<T>();
   const int64_t* target = r.target.data_ptr<int64_t>();
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
+  const T* offset = r.offset.defined() ? r.offset.template data_ptr<T>() : nullptr;
+  const T* margin = r.margin.defined() ? r.margin.template data_ptr<T>() : nullptr;
+  const T logit_scale = static_cast<T>(cfg.logit_scale);
   const T* stats = stats_tensor.data_ptr<T>();
   const auto scale_c = scale.contiguous();
   const T* g = scale_c.data_ptr<T>();
@@ -174,33 +251,74 @@ torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& st
   const T keep = T(1) - eps;
   const T w_total = class_weight_total(w, C);
   at::parallel_for(0, r.rows, std::max<int64_t>(1, 32768 / C), [&](int64_t begin, int64_t end) {
+    // As in the forward: p_coef·p of scaled logits would mostly be denormals.
+    const ScopedFlushDenormals flush(Transformed);
     dispatch_simd<T>([&](auto width) {
       using W = decltype(width);
       for (int64_t i = begin; i < end; ++i) {
         T* gr = out + i * C;
         const int64_t t = target[i];
-        const T gi = g[i * g_stride];
         if (t == cfg.ignore_index) {
           std::fill(gr, gr + C, T(0));
           continue;
         }
         const T* xr = x + i * C;
         const T m = stats[2 * i], log_sum = stats[2 * i + 1];
+        // log p_c: (x_c − m) − log_sum, or s (u_c − max u) − log_sum with u_c = x_c + b_c.
+        const auto logp = [&](int64_t c, auto tag) {
+          using V = decltype(tag);
+          const V v = load<V>(xr + c);
+          if constexpr (Transformed) {
+            return logit_scale * ((offset ? v + load<V>(offset + c) : v) - m) - log_sum;
+          } else {
+            return (v - m) - log_sum;
+          }
+        };
+        const T gi = Transformed ? g[i * g_stride] * logit_scale : g[i * g_stride];
+        const T margin_t = Transformed && margin ? margin[t] : T(0);
+        const T logp_t = Transformed ? logit_scale * ((offset ? xr[t] + offset[t] : xr[t]) - margin_t - m) - log_sum
+                                     : logp(t, T{});
         const T w_y = w ? w[t] : T(1);
-        const T target_coef = gi * keep * w_y * Term::grad_logp((xr[t] - m) - log_sum, params);
+        const T target_coef = gi * keep * w_y * Term::grad_logp(logp_t, params);
         const T p_coef = gi * eps * w_total / T(C) - target_coef;
         const T smooth = gi * eps / T(C);
         simd_for<T, W>(C, [&](int64_t c, auto tag) {
           using V = decltype(tag);
-          V grad_c = p_coef * fast::exp((load<V>(xr + c) - m) - log_sum);
+          V grad_c = p_coef * fast::exp(logp(c, tag));
           if (eps > 0) grad_c = grad_c - smooth * (w ? load<V>(w + c) : splat<V>(1));
           store(gr + c, grad_c);
         });
-        gr[t] += target_coef;
+        if (Transformed && margin) {
+          // The loop used the unmargined target logit; redo the target with its margin.
+          gr[t] = p_coef * fast::exp(logp_t) - (eps > 0 ? smooth * w_y : T(0)) + target_coef;
+        } else {
+          gr[t] += target_coef;
+        }
       }
     });
   });
   return grad;
+}
+
+/// Fused CPU backward of a softmax loss (the plain or the transformed-logit kernel).
+template <class Term, typename T>
+torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& stats_tensor,
+                                   const torch::Tensor& scale, const SoftmaxLossConfig& cfg,
+                                   const typename Term::Params& params) {
+  if (has_logit_transform(r, cfg)) return softmax_backward_cpu_impl<Term, T, true>(r, stats_tensor, scale, cfg, params);
+  return softmax_backward_cpu_impl<Term, T, false>(r, stats_tensor, scale, cfg, params);
+}
+
+/// The unscaled transformed logits u = x + b − m_y·onehot(y) as a tensor (the ATen path;
+/// z = s·u), or x itself without a transform. Rows with an ignored target take class 0's
+/// margin: their results are masked out.
+inline torch::Tensor shifted_logits(const SoftmaxRows& r, const torch::Tensor& safe_target) {
+  auto u = r.x;
+  if (r.offset.defined()) u = u + r.offset;
+  if (r.margin.defined()) {
+    u = u.scatter_add(1, safe_target.unsqueeze(1), -r.margin.index_select(0, safe_target).unsqueeze(1));
+  }
+  return u;
 }
 
 /// Device-agnostic forward with ATen ops (CUDA and any other device; same formulas).
@@ -211,8 +329,10 @@ SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfi
   SoftmaxForward out;
   const auto valid = r.target != cfg.ignore_index;
   const auto safe_target = r.target.masked_fill(~valid, 0);
-  const auto m = std::get<0>(r.x.max(1, /*keepdim=*/true));
-  const auto gap = r.x - m;  // x_c − m
+  const auto u = shifted_logits(r, safe_target);
+  const auto m = std::get<0>(u.max(1, /*keepdim=*/true));
+  // z_c − max z = s (u_c − max u); s = 1 without a transform.
+  const auto gap = cfg.logit_scale != 1.0 ? (u - m) * cfg.logit_scale : u - m;
   const auto log_sum = gap.exp().sum(1).log();
   out.stats = torch::stack({m.squeeze(1), log_sum}, 1);
   const auto logp_y = gap.gather(1, safe_target.unsqueeze(1)).squeeze(1) - log_sum;
@@ -236,9 +356,11 @@ torch::Tensor softmax_backward_aten(const SoftmaxRows& r, const torch::Tensor& s
                                     const SoftmaxLossConfig& cfg, const typename Term::Params& params) {
   const auto valid = r.target != cfg.ignore_index;
   const auto safe_target = r.target.masked_fill(~valid, 0);
-  const auto g = scale.expand({r.rows}) * valid.to(r.x.scalar_type());
-  // log p = (x − m) − log Σ e^{x − m}, from the forward's row statistics.
-  const auto logp = (r.x - stats.select(1, 0).unsqueeze(1)) - stats.select(1, 1).unsqueeze(1);
+  // ∂z/∂x = s: the logit scale joins the upstream gradient.
+  const auto g = scale.expand({r.rows}) * valid.to(r.x.scalar_type()) * cfg.logit_scale;
+  // log p = s (u − max u) − log Σ e^{s (u − max u)}, from the forward's row statistics.
+  const auto gap = shifted_logits(r, safe_target) - stats.select(1, 0).unsqueeze(1);
+  const auto logp = (cfg.logit_scale != 1.0 ? gap * cfg.logit_scale : gap) - stats.select(1, 1).unsqueeze(1);
   const auto logp_y = logp.gather(1, safe_target.unsqueeze(1)).squeeze(1);
   const auto w_y = r.weight.defined() ? r.weight.index_select(0, safe_target) : torch::ones_like(logp_y);
   const double eps = cfg.label_smoothing;
@@ -263,9 +385,12 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
 
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const torch::Tensor& input, const torch::Tensor& target,
-                                                const optional<torch::Tensor>& weight, SoftmaxLossConfig cfg,
+                                                const optional<torch::Tensor>& weight,
+                                                const optional<torch::Tensor>& logit_offset,
+                                                const optional<torch::Tensor>& target_margin, SoftmaxLossConfig cfg,
                                                 typename Term::Params params) {
-    const SoftmaxRows r = softmax_rows(input, target, weight.value_or(torch::Tensor()));
+    const SoftmaxRows r = softmax_rows(input, target, weight.value_or(torch::Tensor()),
+                                       logit_offset.value_or(torch::Tensor()), target_margin.value_or(torch::Tensor()));
     SoftmaxForward f;
     if (use_cpu_kernel(r.x)) {
       AT_DISPATCH_FLOATING_TYPES(r.x.scalar_type(), "torchloss_softmax_forward", [&] {
@@ -274,13 +399,13 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     } else {
       f = softmax_forward_aten<Term>(r, cfg, params);
     }
-    ctx->save_for_backward({r.x, r.target, r.weight, f.stats});
+    ctx->save_for_backward({r.x, r.target, r.weight, f.stats, r.offset, r.margin});
     ctx->saved_data["input_sizes"] = input.sizes().vec();
     ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
     ctx->saved_data["denominator"] = f.denominator;
     ctx->saved_data["cfg"] = std::vector<double>{static_cast<double>(cfg.ignore_index), cfg.label_smoothing,
                                                  static_cast<double>(cfg.reduction),
-                                                 cfg.weighted_mean ? 1.0 : 0.0};
+                                                 cfg.weighted_mean ? 1.0 : 0.0, cfg.logit_scale};
     ctx->saved_data["params"] = params.pack();
     ctx->saved_data["fn"] = std::string(cfg.fn);
     auto loss = reduce_loss(f.losses, cfg.reduction, f.denominator);
@@ -297,13 +422,15 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     r.x = saved[0];
     r.target = saved[1];
     r.weight = saved[2];
+    r.offset = saved[4];
+    r.margin = saved[5];
     r.rows = r.x.size(0);
     r.classes = r.x.size(1);
     const auto& stats = saved[3];
     const auto packed = ctx->saved_data["cfg"].toDoubleVector();
     const std::string fn = ctx->saved_data["fn"].toStringRef();
     const SoftmaxLossConfig cfg{fn.c_str(), static_cast<int64_t>(packed[0]), packed[1],
-                                static_cast<int64_t>(packed[2]), packed[3] != 0.0};
+                                static_cast<int64_t>(packed[2]), packed[3] != 0.0, packed[4]};
     const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
     const double denominator = ctx->saved_data["denominator"].toDouble();
     const auto scale =
@@ -317,23 +444,35 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
       grad = softmax_backward_aten<Term>(r, stats, scale, cfg, params);
     }
     const auto input_dtype = static_cast<torch::ScalarType>(ctx->saved_data["input_dtype"].toInt());
+    // Labels, weights, the transform's constants and the options get no gradient.
     return {from_softmax_rows(grad, ctx->saved_data["input_sizes"].toIntVector(), input_dtype), torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
-/// Validates the shared arguments of a softmax loss and applies it.
+/// An optional tensor as an autograd argument (an undefined tensor cannot be one; an empty
+/// optional can).
+inline optional<torch::Tensor> optional_tensor(const torch::Tensor& t) {
+  return t.defined() ? optional<torch::Tensor>(t) : c10::nullopt;
+}
+
+/// Validates the shared arguments of a softmax loss and applies it, on the logits
+/// themselves or, with a `transform`, on z = s·(x + b − m_y·onehot(y)).
 template <class Term>
 torch::Tensor softmax_loss(const torch::Tensor& input, const torch::Tensor& target, const torch::Tensor& weight,
                            const SoftmaxLossConfig& cfg, const typename Term::Params& params,
-                           const char* weight_name = "weight") {
+                           const char* weight_name = "weight", const LogitTransform& transform = {}) {
   check_class_target(cfg.fn, input, target);
   check_class_vector(cfg.fn, input, weight, input.size(1), weight_name);
+  check_class_vector(cfg.fn, input, transform.offset, input.size(1), "logit offset");
+  check_class_vector(cfg.fn, input, transform.margin, input.size(1), "margin");
   check_range(cfg.fn, "label_smoothing", cfg.label_smoothing, 0.0, 1.0);
-  // An undefined tensor cannot be an autograd input; an empty optional can.
-  const optional<torch::Tensor> maybe_weight = weight.defined() ? optional<torch::Tensor>(weight) : c10::nullopt;
-  return SoftmaxLossFunction<Term>::apply(input, target, maybe_weight, cfg, params)[0];
+  TORCH_CHECK(transform.scale > 0 && std::isfinite(transform.scale), cfg.fn,
+              ": scale must be a finite number > 0, got ", transform.scale);
+  SoftmaxLossConfig transformed_cfg = cfg;
+  transformed_cfg.logit_scale = transform.scale;
+  return SoftmaxLossFunction<Term>::apply(input, target, optional_tensor(weight), optional_tensor(transform.offset),
+                                          optional_tensor(transform.margin), transformed_cfg, params)[0];
 }
 
 }  // namespace detail
