@@ -142,8 +142,9 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
   const int64_t chunks = (r.rows + grain - 1) / grain;
   std::vector<double> chunk_denominator(static_cast<size_t>(chunks), 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
-    // Scaled logits (LDAM's s = 30) put most e^{z − max z} far below float's normal range.
-    const ScopedFlushDenormals flush(Transformed);
+    // Rows of large-magnitude float logits (and LDAM's scaled ones, s = 30) put most
+    // e^{z − max z} below float's normal range, where each result costs a microcode assist.
+    const ScopedFlushDenormals flush(Transformed || std::is_same<T, float>::value);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       double denominator = 0;
       const int64_t row_end = std::min(r.rows, (chunk + 1) * grain);
@@ -251,8 +252,8 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
   const T keep = T(1) - eps;
   const T w_total = class_weight_total(w, C);
   at::parallel_for(0, r.rows, std::max<int64_t>(1, 32768 / C), [&](int64_t begin, int64_t end) {
-    // As in the forward: p_coef·p of scaled logits would mostly be denormals.
-    const ScopedFlushDenormals flush(Transformed);
+    // As in the forward: p_coef·p of such rows would mostly be denormals.
+    const ScopedFlushDenormals flush(Transformed || std::is_same<T, float>::value);
     dispatch_simd<T>([&](auto width) {
       using W = decltype(width);
       for (int64_t i = begin; i < end; ++i) {
