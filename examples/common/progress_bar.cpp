@@ -69,6 +69,11 @@ void ProgressBar::update(std::int64_t completed, double loss) {
   draw();
 }
 
+void ProgressBar::update(std::int64_t completed, double loss, std::int64_t examples_done) {
+  examples_done_ = std::max<std::int64_t>(examples_done, 0);
+  update(completed, loss);
+}
+
 void ProgressBar::finish() {
   if (!enabled_ || finished_) return;
   draw();
@@ -87,6 +92,9 @@ void ProgressBar::draw() {
        << completed_ << '/' << total_ << ' ' << std::setw(3) << static_cast<int>(fraction * 100.0) << "%  loss "
        << std::fixed << std::setprecision(4) << loss_ << "  " << format_duration(elapsed) << '<'
        << format_duration(remaining);
+  if (examples_done_ >= 0 && elapsed > 0) {
+    line << "  " << std::setprecision(0) << static_cast<double>(examples_done_) / elapsed << " img/s";
+  }
   std::string text = line.str();
   // Pad with spaces so a shorter line fully covers the previous one.
   const std::size_t length = text.size();

@@ -9,7 +9,8 @@
 
 namespace torchloss::examples {
 
-/// Shows `label [#####.....] i/N  pct%  loss x  elapsed<ETA` on one line.
+/// Shows `label [#####.....] i/N  pct%  loss x  elapsed<ETA` on one line, followed by
+/// `  R img/s` when the caller reports how many examples are done.
 ///
 /// Draws nothing when disabled, so a training loop can update it unconditionally.
 class ProgressBar {
@@ -29,6 +30,10 @@ class ProgressBar {
   /// most every 0.1 s, and always on the last step.
   void update(std::int64_t completed, double loss);
 
+  /// As update(completed, loss), and also shows the throughput: `examples_done` examples
+  /// (images) processed since the bar was created, divided by the elapsed time.
+  void update(std::int64_t completed, double loss, std::int64_t examples_done);
+
   /// Draws the final state and ends the line.
   void finish();
 
@@ -44,6 +49,7 @@ class ProgressBar {
   std::ostream& out_;
   std::int64_t completed_ = 0;
   double loss_ = 0.0;
+  std::int64_t examples_done_ = -1;  // < 0: throughput not shown
   bool finished_ = false;
   std::size_t last_line_length_ = 0;
   std::chrono::steady_clock::time_point start_;

@@ -22,6 +22,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -357,6 +358,15 @@ TEST_CASE("ProgressBar draws in place and stays silent when disabled", "[progres
     bar.finish();
   }
   CHECK(silent.str().empty());
+
+  std::ostringstream with_rate;
+  {
+    ex::ProgressBar bar("epoch 1/1", 2, true, with_rate);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    bar.update(2, 0.5, 64);
+    bar.finish();
+  }
+  CHECK_THAT(with_rate.str(), Contains("2/2") && Contains(" img/s"));
   CHECK(ex::format_duration(75) == "1:15");
   CHECK(ex::format_duration(3723) == "1:02:03");
 }
