@@ -68,4 +68,58 @@ void CsvWriter::write_fields(const std::vector<std::string>& fields) {
   if (!out_) throw std::runtime_error("cannot write to CSV file '" + path_ + "'");
 }
 
+std::vector<std::vector<std::string>> read_csv(const std::string& path) {
+  std::ifstream in(path, std::ios::in | std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open CSV file '" + path + "' for reading: " + std::strerror(errno));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false;
+  bool row_started = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c != '"') {
+        field += c;
+      } else if (i + 1 < text.size() && text[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else {
+        quoted = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      quoted = true;
+      row_started = true;
+    } else if (c == ',') {
+      row.push_back(std::move(field));
+      field.clear();
+      row_started = true;
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      if (row_started || !field.empty()) {
+        row.push_back(std::move(field));
+        rows.push_back(std::move(row));
+      }
+      field.clear();
+      row.clear();
+      row_started = false;
+    } else {
+      field += c;
+      row_started = true;
+    }
+  }
+  if (quoted) throw std::runtime_error("CSV file '" + path + "' ends inside a quoted field");
+  if (row_started || !field.empty()) {
+    row.push_back(std::move(field));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 }  // namespace torchloss::examples

@@ -1,6 +1,6 @@
 #pragma once
 /// @file csv_writer.hpp
-/// A CSV file of metrics: a header, then one flushed row per call.
+/// A CSV file of metrics: a header, then one flushed row per call; and reading one back.
 
 #include <fstream>
 #include <string>
@@ -46,5 +46,10 @@ class CsvWriter {
   std::size_t num_columns_;
   std::ofstream out_;
 };
+
+/// The rows of a CSV file (the header first), each a list of fields with RFC 4180 quoting
+/// undone. Throws `std::runtime_error` naming the file when it cannot be read or holds an
+/// unterminated quoted field.
+std::vector<std::vector<std::string>> read_csv(const std::string& path);
 
 }  // namespace torchloss::examples

@@ -1,0 +1,37 @@
+# Runs the center-loss trainer and checks what it leaves behind.
+#   cmake -DCHECK=training|missing_data -DEXAMPLE=<exe> -DDATA_DIR=<dir> -DOUTPUT_DIR=<dir> -P smoke_test.cmake
+# training:     1 epoch of both runs on 600/300 images must write, per run, metrics.csv
+#               (1 row) and features.csv (one row per test image) and the checkpoint; then
+#               summary.csv (2 rows), summary.md and embeddings.png.
+# missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
+include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
+smoke_require(CHECK EXAMPLE DATA_DIR OUTPUT_DIR)
+file(REMOVE_RECURSE "${OUTPUT_DIR}")
+
+if(CHECK STREQUAL "missing_data")
+  smoke_expect_missing_data("${EXAMPLE}" center_loss_embedding "${DATA_DIR}" "${OUTPUT_DIR}")
+  return()
+elseif(NOT CHECK STREQUAL "training")
+  message(FATAL_ERROR "smoke_test.cmake: unknown CHECK '${CHECK}'")
+endif()
+
+smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 600 --test-limit 300
+          --epochs 1 --no-progress --threads 1)
+
+foreach(run ce center)
+  smoke_check_csv("${OUTPUT_DIR}/${run}/metrics.csv"
+                  HEADER "epoch,train_loss,test_accuracy,balanced_accuracy,intra_class,inter_class,intra_inter_ratio,epoch_seconds"
+                  ROWS 1)
+  smoke_check_fractions("${OUTPUT_DIR}/${run}/metrics.csv" test_accuracy balanced_accuracy)
+  smoke_check_csv("${OUTPUT_DIR}/${run}/features.csv" HEADER "x,y,label" ROWS 300)
+  foreach(file checkpoint/model.pt checkpoint/optimizer.pt checkpoint/center_loss.pt)
+    if(NOT EXISTS "${OUTPUT_DIR}/${run}/${file}")
+      message(FATAL_ERROR "${OUTPUT_DIR}/${run}/${file} was not written")
+    endif()
+  endforeach()
+endforeach()
+smoke_check_csv("${OUTPUT_DIR}/summary.csv"
+                HEADER "run,center_lambda,center_alpha,test_accuracy,balanced_accuracy,intra_class,inter_class,intra_inter_ratio,train_seconds"
+                ROWS 2 TEXT_COLUMNS run)
+smoke_check_contains("${OUTPUT_DIR}/summary.md" "\\| cross entropy \\| [0-9.]+ \\|.*\\| cross entropy \\+ [0-9.]+ · center loss")
+smoke_check_png("${OUTPUT_DIR}/embeddings.png")

@@ -1,0 +1,35 @@
+# Runs the multi-task trainer and checks what it leaves behind.
+#   cmake -DCHECK=training|missing_data -DEXAMPLE=<exe> -DDATA_DIR=<dir> -DOUTPUT_DIR=<dir> -P smoke_test.cmake
+# training:     1 epoch of both weightings on 600/300 images must write, per run, metrics.csv
+#               (1 row) and the checkpoint (with the loss's log-variances), then summary.csv
+#               (2 rows) and summary.md.
+# missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
+include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
+smoke_require(CHECK EXAMPLE DATA_DIR OUTPUT_DIR)
+file(REMOVE_RECURSE "${OUTPUT_DIR}")
+
+if(CHECK STREQUAL "missing_data")
+  smoke_expect_missing_data("${EXAMPLE}" multi_task "${DATA_DIR}" "${OUTPUT_DIR}")
+  return()
+elseif(NOT CHECK STREQUAL "training")
+  message(FATAL_ERROR "smoke_test.cmake: unknown CHECK '${CHECK}'")
+endif()
+
+smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 600 --test-limit 300
+          --epochs 1 --no-progress --threads 1)
+
+foreach(run fixed learned)
+  smoke_check_csv("${OUTPUT_DIR}/${run}/metrics.csv"
+                  HEADER "epoch,train_loss,class_accuracy,group_accuracy,group_from_class_accuracy,class_weight,group_weight,epoch_seconds"
+                  ROWS 1)
+  smoke_check_fractions("${OUTPUT_DIR}/${run}/metrics.csv" class_accuracy group_accuracy group_from_class_accuracy)
+  foreach(file checkpoint/model.pt checkpoint/optimizer.pt checkpoint/multi_task_loss.pt)
+    if(NOT EXISTS "${OUTPUT_DIR}/${run}/${file}")
+      message(FATAL_ERROR "${OUTPUT_DIR}/${run}/${file} was not written")
+    endif()
+  endforeach()
+endforeach()
+smoke_check_csv("${OUTPUT_DIR}/summary.csv"
+                HEADER "run,class_accuracy,group_accuracy,group_from_class_accuracy,class_weight,group_weight,train_seconds"
+                ROWS 2 TEXT_COLUMNS run)
+smoke_check_contains("${OUTPUT_DIR}/summary.md" "\\| fixed \\(1, 1\\) \\| [0-9.]+ \\|.*\\| learned \\(uncertainty\\) \\| [0-9.]+ \\|")
