@@ -16,10 +16,12 @@
 #include "alexnet_transfer/transfer.hpp"
 #include "common/checkpoint.hpp"
 #include "common/cli_checks.hpp"
+#include "common/cli_options.hpp"
 #include "common/csv_writer.hpp"
 #include "common/progress_bar.hpp"
 #include "common/python_script.hpp"
 #include "common/run_main.hpp"
+#include "common/training.hpp"
 
 #include <CLI/CLI.hpp>
 #include <torch/serialize/input-archive.h>
@@ -35,7 +37,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -46,16 +47,17 @@ namespace cifar = torchloss::examples::cifar10;
 namespace fs = std::filesystem;
 
 /// Everything the command line sets.
-struct Settings {
-  std::string data_dir = "data/cifar-10-batches-bin";
+struct Settings : ex::TrainerOptions {
+  Settings() {
+    data_dir = "data/cifar-10-batches-bin";
+    epochs = 5;
+    threads = 0;
+    output_dir = "results/alexnet_transfer";
+    plot_script = TORCHLOSS_ALEXNET_TRANSFER_PLOT_SCRIPT;
+  }
   std::string weights = "models/alexnet_imagenet1k_v1.pt";
-  std::int64_t epochs = 5;
-  std::int64_t batch_size = 128;
-  double learning_rate = 1e-3;
   double momentum = 0.9;
   double weight_decay = 0.0;
-  std::int64_t train_limit = 0;
-  std::int64_t test_limit = 0;
   std::int64_t train_eval_size = 2000;
   std::int64_t image_size = 224;
   bool augment = false;
@@ -65,41 +67,30 @@ struct Settings {
   bool cache_features = false;
   std::string loss = "ce";
   tr::LossSettings loss_settings;
-  std::uint64_t seed = 42;
-  int threads = 0;
-  std::string output_dir = "results/alexnet_transfer";
   bool resume = false;
-  bool no_progress = false;
   bool plot = false;
-  std::string plot_script = TORCHLOSS_ALEXNET_TRANSFER_PLOT_SCRIPT;
 };
 
 /// Registers the options on `app`, bound to the fields of `settings`.
 void add_options(CLI::App& app, Settings& settings) {
-  app.add_option("--data-dir,--data", settings.data_dir,
-                 "CIFAR-10 binary version: the cifar-10-batches-bin folder (or the folder holding it)")
-      ->capture_default_str();
+  ex::TrainerOptionsHelp help;
+  help.data_dir_names = "--data-dir,--data";
+  help.data_dir = "CIFAR-10 binary version: the cifar-10-batches-bin folder (or the folder holding it)";
+  help.epochs = "Last training epoch";
+  help.batch_size = "Training and evaluation batch size";
+  help.learning_rate = "SGD learning rate of the new head";
+  help.seed = "Seed of the head's initialisation, the shuffling, dropout and augmentation";
+  help.output_dir_names = "--output-dir,--out";
+  help.output_dir = "Where metrics.csv, confusion_matrix.csv, the checkpoint and the plot go";
+  ex::add_trainer_options(app, settings, help);
   app.add_option("--weights", settings.weights,
                  "torchvision AlexNet state dict (tools/export_torchvision_weights.py); not needed with --resume "
                  "when a checkpoint exists")
       ->capture_default_str();
-  app.add_option("--epochs", settings.epochs, "Last training epoch")->capture_default_str()->check(ex::at_least(1));
-  app.add_option("--batch-size", settings.batch_size, "Training and evaluation batch size")
-      ->capture_default_str()
-      ->check(ex::at_least(1));
-  app.add_option("--lr", settings.learning_rate, "SGD learning rate of the new head")
-      ->capture_default_str()
-      ->check(ex::greater_than(0));
   app.add_option("--momentum", settings.momentum, "SGD momentum")
       ->capture_default_str()
       ->check(ex::in_range(0, 1, false));
   app.add_option("--weight-decay", settings.weight_decay, "SGD weight decay")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--limit", settings.train_limit, "Use only the first K training images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--test-limit", settings.test_limit, "Use only the first K test images (0 = all)")
       ->capture_default_str()
       ->check(ex::at_least(0));
   app.add_option("--train-eval-size", settings.train_eval_size,
@@ -149,18 +140,8 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_option("--center-alpha", settings.loss_settings.center_alpha, "Update rate of the centers, in [0, 1]")
       ->capture_default_str()
       ->check(ex::in_range(0.0, 1.0));
-  app.add_option("--seed", settings.seed, "Seed of the head's initialisation, the shuffling, dropout and augmentation")
-      ->capture_default_str();
-  app.add_option("--threads", settings.threads, "CPU threads for LibTorch (0 = one per hardware thread)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--output-dir,--out", settings.output_dir,
-                 "Where metrics.csv, confusion_matrix.csv, the checkpoint and the plot go")
-      ->capture_default_str();
   app.add_flag("--resume", settings.resume, "Continue from the checkpoint in --output-dir, if there is one");
-  app.add_flag("--no-progress", settings.no_progress, "Do not draw the progress bar");
   app.add_flag("--plot", settings.plot, "Render the loss and accuracy curves to metrics.png");
-  app.add_option("--plot-script", settings.plot_script, "The matplotlib script --plot runs")->capture_default_str();
 }
 
 /// The columns of metrics.csv.
@@ -282,8 +263,7 @@ int train(Settings settings) {
   settings.loss_settings.kind = tr::parse_loss(settings.loss);
   const tr::Trainable trainable = tr::parse_trainable(settings.trainable);
 
-  torch::set_num_threads(settings.threads > 0 ? settings.threads
-                                              : static_cast<int>(std::max(1U, std::thread::hardware_concurrency())));
+  const int threads = ex::configure_threads(settings.threads);
   torch::manual_seed(settings.seed);
   const torch::Device device = torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
 
@@ -292,7 +272,7 @@ int train(Settings settings) {
   const std::int64_t train_size = *train_set.size();
   std::printf("CIFAR-10: %lld training / %lld test images, image size %lld, device %s, threads %d\n",
               static_cast<long long>(train_size), static_cast<long long>(*test_set.size()),
-              static_cast<long long>(settings.image_size), device.str().c_str(), torch::get_num_threads());
+              static_cast<long long>(settings.image_size), device.str().c_str(), threads);
 
   const fs::path output_dir(settings.output_dir);
   const std::string checkpoint_dir = (output_dir / "checkpoint").string();

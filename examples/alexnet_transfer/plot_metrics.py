@@ -8,15 +8,16 @@ test set, both in eval mode), the accuracies (training, running in training mode
 subset in eval mode; test; balanced test) and the per-class test accuracy of the last epoch.
 Renders off-screen (Agg), so it works without a display.
 """
-import argparse
-import csv
+import os
 import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from plotting import metrics_plot_main, read_csv_rows, style_epoch_axes  # noqa: E402
 
 REQUIRED_COLUMNS = ("epoch", "train_loss", "train_accuracy", "train_eval_loss", "train_eval_accuracy",
                     "test_loss", "test_accuracy", "balanced_accuracy")
@@ -24,23 +25,15 @@ PER_CLASS_PREFIX = "test_accuracy_"
 
 
 def read_metrics(path):
-    """Returns ({column: [float, ...]}, [class names]) from the CSV at `path`."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    classes = [name[len(PER_CLASS_PREFIX):] for name in columns if name.startswith(PER_CLASS_PREFIX)]
-    wanted = list(REQUIRED_COLUMNS) + [PER_CLASS_PREFIX + name for name in classes]
-    return {name: [float(row[name]) for row in rows] for name in wanted}, classes
+    """Returns {column: [float, ...]} of the required and the per-class columns of the CSV at `path`."""
+    rows = read_csv_rows(path, REQUIRED_COLUMNS)
+    wanted = list(REQUIRED_COLUMNS) + [name for name in rows[0] if name.startswith(PER_CLASS_PREFIX)]
+    return {name: [float(row[name]) for row in rows] for name in wanted}
 
 
-def plot(metrics, classes, output, title):
+def plot(metrics, output, title):
     """Draws the three panels and saves a PNG."""
+    classes = [name[len(PER_CLASS_PREFIX):] for name in metrics if name.startswith(PER_CLASS_PREFIX)]
     figure, (loss_axes, accuracy_axes, class_axes) = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     epochs = metrics["epoch"]
     loss_axes.plot(epochs, metrics["train_loss"], marker="o", label="training objective (train mode)")
@@ -52,10 +45,7 @@ def plot(metrics, classes, output, title):
     accuracy_axes.plot(epochs, metrics["test_accuracy"], marker="o", label="test")
     accuracy_axes.plot(epochs, metrics["balanced_accuracy"], marker="s", linestyle="--", label="test, balanced")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
-    for axes in (loss_axes, accuracy_axes):
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    style_epoch_axes((loss_axes, accuracy_axes), fontsize="small")
     last = [metrics[PER_CLASS_PREFIX + name][-1] for name in classes]
     class_axes.bar(range(len(classes)), last)
     class_axes.set_xticks(range(len(classes)))
@@ -68,18 +58,5 @@ def plot(metrics, classes, output, title):
     plt.close(figure)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("metrics_csv")
-    parser.add_argument("output_png")
-    parser.add_argument("--title", default="")
-    arguments = parser.parse_args()
-    try:
-        metrics, classes = read_metrics(arguments.metrics_csv)
-    except (OSError, ValueError) as error:
-        sys.exit(f"plot_metrics.py: error: {error}")
-    plot(metrics, classes, arguments.output_png, arguments.title)
-
-
 if __name__ == "__main__":
-    main()
+    metrics_plot_main("plot_metrics.py", __doc__.splitlines()[0], read_metrics, plot)

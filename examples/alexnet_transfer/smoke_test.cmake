@@ -8,11 +8,8 @@
 #               10x10 matrix over the 60 test images, and the checkpoint and metrics.png must exist.
 # missing_data: a missing data directory must fail with a one-line error naming it.
 # cli:          --help succeeds and lists the options; --cache-features with --augment fails clearly.
-foreach(variable CHECK EXAMPLE WORK_DIR)
-  if(NOT DEFINED ${variable})
-    message(FATAL_ERROR "smoke_test.cmake: -D${variable}=... is required")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
+smoke_require(CHECK EXAMPLE WORK_DIR)
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
@@ -60,17 +57,10 @@ elseif(NOT CHECK STREQUAL "training")
   message(FATAL_ERROR "smoke_test.cmake: unknown CHECK '${CHECK}'")
 endif()
 
-foreach(variable PYTHON SYNTHETIC_SCRIPT WEIGHTS)
-  if(NOT DEFINED ${variable})
-    message(FATAL_ERROR "smoke_test.cmake: -D${variable}=... is required for CHECK=training")
-  endif()
-endforeach()
+smoke_require(PYTHON SYNTHETIC_SCRIPT WEIGHTS)
 set(data_dir "${WORK_DIR}/cifar-10-batches-bin")
 set(output_dir "${WORK_DIR}/out")
-execute_process(COMMAND "${PYTHON}" "${SYNTHETIC_SCRIPT}" "${data_dir}" --train 160 --test 60 RESULT_VARIABLE exit_code)
-if(NOT exit_code EQUAL 0)
-  message(FATAL_ERROR "make_synthetic_cifar.py failed with exit code ${exit_code}")
-endif()
+smoke_run("${PYTHON}" "${SYNTHETIC_SCRIPT}" "${data_dir}" --train 160 --test 60)
 
 set(common_arguments --data-dir "${WORK_DIR}" --weights "${WEIGHTS}" --image-size 64 --batch-size 32
                      --train-eval-size 64 --no-progress --threads 2 --output-dir "${output_dir}")
@@ -141,10 +131,7 @@ if(NOT total EQUAL 60)
   message(FATAL_ERROR "confusion_matrix.csv: the counts sum to ${total}, not the 60 test images")
 endif()
 
-foreach(file checkpoint/model.pt checkpoint/optimizer.pt checkpoint/trainer_state.pt metrics.png)
-  if(NOT EXISTS "${output_dir}/${file}")
-    message(FATAL_ERROR "${output_dir}/${file} was not written")
-  endif()
-endforeach()
+smoke_check_files("${output_dir}" checkpoint/model.pt checkpoint/optimizer.pt checkpoint/trainer_state.pt)
+smoke_check_png("${output_dir}/metrics.png")
 list(GET lines 2 row)
 message(STATUS "metrics.csv, epoch 2: ${row}")

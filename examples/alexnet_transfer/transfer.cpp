@@ -18,21 +18,6 @@ namespace F = torch::nn::functional;
 /// Pixels of black border the random crop may shift in (as torchvision's RandomCrop(32, padding=4)).
 constexpr std::int64_t kCropPadding = 4;
 
-/// Puts a module in eval mode for a scope and restores its mode after, even on throw.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(torch::nn::Module& model) : model_(model), was_training_(model.is_training()) {
-    model_.eval();
-  }
-  ~EvalModeGuard() { model_.train(was_training_); }
-  EvalModeGuard(const EvalModeGuard&) = delete;
-  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
-
- private:
-  torch::nn::Module& model_;
-  bool was_training_;
-};
-
 /// Random crop of the zero-padded images and random horizontal flip, per image.
 torch::Tensor random_crop_and_flip(const torch::Tensor& images) {
   const std::int64_t batch = images.size(0);
@@ -381,30 +366,27 @@ EpochResult train_epoch(TransferAlexNet& model, TrainingLoss& loss, torch::optim
 
 Evaluation evaluate(TransferAlexNet& model, const InputSet& data, const BatchOptions& options) {
   check_batch_size(options.batch_size);
-  const EvalModeGuard eval_mode(*model);
-  const torch::NoGradGuard no_grad;
   BatchOptions fixed = options;
   fixed.preprocessing.augment = false;
+  EvaluationOptions evaluation_options;
+  evaluation_options.batch_size = options.batch_size;
+  evaluation_options.device = options.device;
+  evaluation_options.loss = [](const torch::Tensor& logits, const torch::Tensor& targets) {
+    return F::cross_entropy(logits, targets);
+  };
   std::vector<torch::Tensor> predictions;
-  double loss_sum = 0.0;
-  std::int64_t num_classes = model->num_classes();
-  const std::int64_t n = data.size();
-  for (std::int64_t start = 0; start < n; start += options.batch_size) {
-    const std::int64_t end = std::min(start + options.batch_size, n);
-    const torch::Tensor logits = forward_batch(model, data, data.inputs.slice(0, start, end), fixed).logits;
-    const torch::Tensor targets = data.targets.slice(0, start, end).to(options.device);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
+  const auto forward = [&](const torch::Tensor& inputs) {
+    torch::Tensor logits = forward_batch(model, data, inputs, fixed).logits;
     predictions.push_back(logits.argmax(1).cpu());
-  }
-  const torch::Tensor predicted = predictions.empty() ? torch::empty({0}, torch::kInt64) : torch::cat(predictions);
-  const torch::Tensor targets = data.targets.cpu();
+    return logits;
+  };
+  const std::int64_t num_classes = model->num_classes();
   Evaluation evaluation;
-  evaluation.metrics = classification_metrics(predicted, targets, num_classes);
-  if (n > 0) evaluation.metrics.loss = loss_sum / static_cast<double>(n);
-  evaluation.confusion = torch::bincount(targets * num_classes + predicted, /*weights=*/{}, num_classes * num_classes)
-                             .view({num_classes, num_classes});
+  evaluation.metrics = evaluate_classifier(*model, forward, data.inputs, data.targets, num_classes, evaluation_options);
+  const torch::Tensor predicted = predictions.empty() ? torch::empty({0}, torch::kInt64) : torch::cat(predictions);
+  evaluation.confusion =
+      torch::bincount(data.targets.cpu() * num_classes + predicted, /*weights=*/{}, num_classes * num_classes)
+          .view({num_classes, num_classes});
   return evaluation;
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/checkpoint.hpp"
 #include "common/cli_checks.hpp"
+#include "common/cli_options.hpp"
 #include "common/csv_writer.hpp"
 #include "common/evaluation.hpp"
 #include "common/fashion_mnist.hpp"
@@ -25,11 +26,13 @@
 #include <torch/torch.h>
 #include <torchloss/torchloss.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -41,21 +44,15 @@ constexpr std::int64_t kNumClasses = ex::kFashionMnistNumClasses;
 constexpr std::int64_t kFeatureDim = 2;
 
 /// Everything the command line sets.
-struct Settings {
-  std::string data_dir = ex::kFashionMnistDefaultDir;
-  std::int64_t epochs = 8;
-  std::int64_t batch_size = 128;
-  double learning_rate = 1e-3;
+struct Settings : ex::TrainerOptions {
+  Settings() {
+    epochs = 8;
+    output_dir = "results/center_loss_embedding";
+    plot_script = TORCHLOSS_CENTER_LOSS_PLOT_SCRIPT;
+  }
   double center_lambda = 0.5;
   double center_alpha = 0.5;
-  std::int64_t train_limit = 0;
-  std::int64_t test_limit = 0;
-  std::uint64_t seed = 42;
-  int threads = 1;
-  std::string output_dir = "results/center_loss_embedding";
-  bool no_progress = false;
   bool no_plot = false;
-  std::string plot_script = TORCHLOSS_CENTER_LOSS_PLOT_SCRIPT;
 };
 
 /// The shared conv feature extractor narrowed to 2 PReLU units, then a linear classifier:
@@ -259,14 +256,14 @@ int train(const Settings& settings) {
   return 0;
 }
 
+/// Registers the options on `app`, bound to the fields of `settings`.
 void add_options(CLI::App& app, Settings& settings) {
-  app.add_option("--data-dir", settings.data_dir, "Directory of the Fashion-MNIST IDX files (.gz or plain)")
-      ->capture_default_str();
-  app.add_option("--epochs", settings.epochs, "Training epochs of each run")->capture_default_str()->check(ex::at_least(1));
-  app.add_option("--batch-size", settings.batch_size, "Training batch size")
-      ->capture_default_str()
-      ->check(ex::at_least(1));
-  app.add_option("--lr", settings.learning_rate, "Adam learning rate")->capture_default_str()->check(ex::greater_than(0));
+  ex::TrainerOptionsHelp help;
+  help.epochs = "Training epochs of each run";
+  help.seed = "Seed of the weights and the batch order (the same for both runs)";
+  help.threads = ex::kSmallNetworkThreadsHelp;
+  help.output_dir = "Where the runs' CSV files, the summary and the plot go";
+  ex::add_trainer_options(app, settings, help);
   app.add_option("--center-lambda", settings.center_lambda,
                  "Weight λ of the center loss in the second run: CE + λ·center")
       ->capture_default_str()
@@ -274,25 +271,7 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_option("--center-alpha", settings.center_alpha, "Update rate α of the class centers, in [0, 1]")
       ->capture_default_str()
       ->check(ex::in_range(0.0, 1.0));
-  app.add_option("--limit", settings.train_limit, "Use only the first K training images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--test-limit", settings.test_limit, "Use only the first K test images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--seed", settings.seed, "Seed of the weights and the batch order (the same for both runs)")
-      ->capture_default_str();
-  app.add_option("--threads", settings.threads,
-                 "CPU threads for LibTorch (0 = one per hardware thread); this small network trains fastest "
-                 "on one, and far slower on several when other processes share the cores")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--output-dir", settings.output_dir, "Where the runs' CSV files, the summary and the plot go")
-      ->capture_default_str();
-  app.add_flag("--no-progress", settings.no_progress, "Do not draw the progress bar");
   app.add_flag("--no-plot", settings.no_plot, "Do not render embeddings.png");
-  app.add_option("--plot-script", settings.plot_script, "The matplotlib script that draws the scatter plots")
-      ->capture_default_str();
 }
 
 }  // namespace

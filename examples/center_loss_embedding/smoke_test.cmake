@@ -5,15 +5,7 @@
 #               summary.csv (2 rows), summary.md and embeddings.png.
 # missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
 include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
-smoke_require(CHECK EXAMPLE DATA_DIR OUTPUT_DIR)
-file(REMOVE_RECURSE "${OUTPUT_DIR}")
-
-if(CHECK STREQUAL "missing_data")
-  smoke_expect_missing_data("${EXAMPLE}" center_loss_embedding "${DATA_DIR}" "${OUTPUT_DIR}")
-  return()
-elseif(NOT CHECK STREQUAL "training")
-  message(FATAL_ERROR "smoke_test.cmake: unknown CHECK '${CHECK}'")
-endif()
+smoke_begin(center_loss_embedding training)
 
 smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 600 --test-limit 300
           --epochs 1 --no-progress --threads 1)
@@ -24,11 +16,7 @@ foreach(run ce center)
                   ROWS 1)
   smoke_check_fractions("${OUTPUT_DIR}/${run}/metrics.csv" test_accuracy balanced_accuracy)
   smoke_check_csv("${OUTPUT_DIR}/${run}/features.csv" HEADER "x,y,label" ROWS 300)
-  foreach(file checkpoint/model.pt checkpoint/optimizer.pt checkpoint/center_loss.pt)
-    if(NOT EXISTS "${OUTPUT_DIR}/${run}/${file}")
-      message(FATAL_ERROR "${OUTPUT_DIR}/${run}/${file} was not written")
-    endif()
-  endforeach()
+  smoke_check_files("${OUTPUT_DIR}/${run}" checkpoint/model.pt checkpoint/optimizer.pt checkpoint/center_loss.pt)
 endforeach()
 smoke_check_csv("${OUTPUT_DIR}/summary.csv"
                 HEADER "run,center_lambda,center_alpha,test_accuracy,balanced_accuracy,intra_class,inter_class,intra_inter_ratio,train_seconds"

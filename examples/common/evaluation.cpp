@@ -7,25 +7,6 @@
 #include <string>
 
 namespace torchloss::examples {
-namespace {
-
-/// Puts a module in eval mode for a scope and restores its training mode after, even on throw.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(torch::nn::Module& model) : model_(model), was_training_(model.is_training()) {
-    model_.eval();
-  }
-  ~EvalModeGuard() { model_.train(was_training_); }
-  EvalModeGuard(const EvalModeGuard&) = delete;
-  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
-
- private:
-  torch::nn::Module& model_;
-  bool was_training_;
-};
-
-}  // namespace
-
 ClassificationMetrics classification_metrics(const torch::Tensor& predictions, const torch::Tensor& targets,
                                              std::int64_t num_classes) {
   if (predictions.dim() != 1 || targets.dim() != 1 || predictions.size(0) != targets.size(0)) {

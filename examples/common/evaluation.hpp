@@ -12,6 +12,21 @@
 
 namespace torchloss::examples {
 
+/// Puts a module in eval mode for a scope and restores its training mode after, even on throw.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(torch::nn::Module& model) : model_(model), was_training_(model.is_training()) {
+    model_.eval();
+  }
+  ~EvalModeGuard() { model_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  torch::nn::Module& model_;
+  bool was_training_;
+};
+
 /// Metrics of a classifier over a labelled set.
 struct ClassificationMetrics {
   std::int64_t num_examples = 0;

@@ -1,8 +1,12 @@
-"""Helpers the examples' matplotlib scripts share: reading a trainer's CSV and saving a
-compact PNG. The scripts import it with `sys.path.insert(0, <examples>/common)`."""
+"""Helpers the examples' matplotlib scripts share: reading a trainer's CSV, the command line
+and axes of the per-epoch curves, and saving a compact PNG. The scripts import it with
+`sys.path.insert(0, <examples>/common)` after choosing matplotlib's backend."""
+import argparse
 import csv
 import io
+import sys
 
+from matplotlib.ticker import MaxNLocator
 from PIL import Image  # matplotlib's own dependency, so always there with it
 
 
@@ -18,6 +22,36 @@ def read_csv_rows(path, required):
     if not rows:
         raise ValueError(f"{path}: no data rows")
     return rows
+
+
+def read_columns(path, columns):
+    """Returns {column: [float, ...]} for the `columns` of the CSV at `path` (errors as read_csv_rows)."""
+    rows = read_csv_rows(path, columns)
+    return {name: [float(row[name]) for row in rows] for name in columns}
+
+
+def style_epoch_axes(axes_list, **legend_options):
+    """Gives each of `axes_list` (curves against the epoch) a light grid, a legend and whole-number ticks."""
+    for axes in axes_list:
+        axes.grid(alpha=0.3)
+        axes.legend(**legend_options)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def metrics_plot_main(script, description, read, plot):
+    """The command line of a metrics.csv plotter: METRICS_CSV OUTPUT_PNG [--title TITLE]. Calls
+    plot(read(METRICS_CSV), OUTPUT_PNG, TITLE); when reading fails (OSError, ValueError) exits
+    with the one line "`script`: error: <reason>"."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("metrics_csv")
+    parser.add_argument("output_png")
+    parser.add_argument("--title", default="")
+    arguments = parser.parse_args()
+    try:
+        metrics = read(arguments.metrics_csv)
+    except (OSError, ValueError) as error:
+        sys.exit(f"{script}: error: {error}")
+    plot(metrics, arguments.output_png, arguments.title)
 
 
 def save_png(figure, path, dpi=100):

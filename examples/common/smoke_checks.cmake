@@ -36,6 +36,24 @@ function(smoke_expect_missing_data program_path name data_dir output_dir)
   endif()
 endfunction()
 
+# smoke_begin(NAME CHECK...)
+# Starts the smoke test of the Fashion-MNIST trainer NAME: requires -DCHECK, -DEXAMPLE, -DDATA_DIR
+# and -DOUTPUT_DIR and empties OUTPUT_DIR; for CHECK=missing_data runs smoke_expect_missing_data
+# and ends the calling script (a macro, so return() leaves it); otherwise fails unless CHECK is
+# one of the CHECKs given.
+macro(smoke_begin name)
+  smoke_require(CHECK EXAMPLE DATA_DIR OUTPUT_DIR)
+  file(REMOVE_RECURSE "${OUTPUT_DIR}")
+  if(CHECK STREQUAL "missing_data")
+    smoke_expect_missing_data("${EXAMPLE}" ${name} "${DATA_DIR}" "${OUTPUT_DIR}")
+    return()
+  endif()
+  set(smoke_known_checks ${ARGN})
+  if(NOT CHECK IN_LIST smoke_known_checks)
+    message(FATAL_ERROR "${CMAKE_SCRIPT_MODE_FILE}: unknown CHECK '${CHECK}'")
+  endif()
+endmacro()
+
 # Splits one CSV line into the list OUT_VAR, undoing RFC 4180 quoting (a quoted field may
 # hold commas, and "" stands for one quote). Fields must not hold ';' (a CMake list separator).
 function(smoke_split_csv_row row out_var)
@@ -163,4 +181,13 @@ function(smoke_check_contains path pattern)
   if(NOT text MATCHES "${pattern}")
     message(FATAL_ERROR "${path} does not match '${pattern}':\n${text}")
   endif()
+endfunction()
+
+# Fails unless every path given after DIRECTORY exists under it.
+function(smoke_check_files directory)
+  foreach(file IN LISTS ARGN)
+    if(NOT EXISTS "${directory}/${file}")
+      message(FATAL_ERROR "${directory}/${file} was not written")
+    endif()
+  endforeach()
 endfunction()

@@ -8,71 +8,47 @@
 
 #include "common/checkpoint.hpp"
 #include "common/cli_checks.hpp"
+#include "common/cli_options.hpp"
 #include "common/csv_writer.hpp"
 #include "common/evaluation.hpp"
 #include "common/fashion_mnist.hpp"
 #include "common/progress_bar.hpp"
 #include "common/python_script.hpp"
 #include "common/run_main.hpp"
+#include "common/training.hpp"
 
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 #include <torchloss/torchloss.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
-#include <thread>
 
 namespace {
 
 namespace ex = torchloss::examples;
 
 /// Everything the command line sets.
-struct Settings {
-  std::string data_dir = ex::kFashionMnistDefaultDir;
-  std::int64_t epochs = 2;
-  std::int64_t batch_size = 128;
-  double learning_rate = 1e-3;
-  std::int64_t train_limit = 0;
-  std::int64_t test_limit = 0;
-  std::uint64_t seed = 42;
-  int threads = 0;
-  std::string output_dir = "results/fashion_mnist";
+struct Settings : ex::TrainerOptions {
+  Settings() {
+    epochs = 2;
+    threads = 0;
+    output_dir = "results/fashion_mnist";
+    plot_script = TORCHLOSS_FASHION_MNIST_PLOT_SCRIPT;
+  }
   double label_smoothing = 0.0;
   std::string class_weights = "none";
   double effective_number_beta = 0.999;
-  bool no_progress = false;
   bool plot = false;
-  std::string plot_script = TORCHLOSS_FASHION_MNIST_PLOT_SCRIPT;
 };
 
 /// Registers the options on `app`, bound to the fields of `settings`.
 void add_options(CLI::App& app, Settings& settings) {
-  app.add_option("--data-dir", settings.data_dir, "Directory of the Fashion-MNIST IDX files (.gz or plain)")
-      ->capture_default_str();
-  app.add_option("--epochs", settings.epochs, "Training epochs")->capture_default_str()->check(ex::at_least(1));
-  app.add_option("--batch-size", settings.batch_size, "Training batch size")
-      ->capture_default_str()
-      ->check(ex::at_least(1));
-  app.add_option("--lr", settings.learning_rate, "Adam learning rate")
-      ->capture_default_str()
-      ->check(ex::greater_than(0));
-  app.add_option("--limit", settings.train_limit, "Use only the first K training images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--test-limit", settings.test_limit, "Use only the first K test images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--seed", settings.seed, "Seed of the weight initialisation and the shuffling")
-      ->capture_default_str();
-  app.add_option("--threads", settings.threads, "CPU threads for LibTorch (0 = one per hardware thread)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--output-dir", settings.output_dir, "Where metrics.csv, the checkpoint and the plot go")
-      ->capture_default_str();
+  ex::TrainerOptionsHelp help;
+  help.output_dir = "Where metrics.csv, the checkpoint and the plot go";
+  ex::add_trainer_options(app, settings, help);
   app.add_option("--label-smoothing", settings.label_smoothing, "Label smoothing of the loss, in [0, 1]")
       ->capture_default_str()
       ->check(ex::in_range(0.0, 1.0));
@@ -84,9 +60,7 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_option("--beta", settings.effective_number_beta, "Beta of --class-weights effective, in [0, 1)")
       ->capture_default_str()
       ->check(ex::in_range(0.0, 1.0, /*include_upper=*/false));
-  app.add_flag("--no-progress", settings.no_progress, "Do not draw the progress bar");
   app.add_flag("--plot", settings.plot, "Render the loss and accuracy curves to metrics.png");
-  app.add_option("--plot-script", settings.plot_script, "The matplotlib script --plot runs")->capture_default_str();
 }
 
 /// Two conv-BN-ReLU-pool blocks (32 and 64 channels), then a 128-unit hidden layer with dropout.
@@ -154,9 +128,7 @@ void print_per_class_accuracy(const ex::ClassificationMetrics& metrics) {
 
 /// Loads the data, trains, evaluates after every epoch and writes the outputs; returns the exit code.
 int train(const Settings& settings) {
-  // LibTorch's own default is one thread per physical core, often 1 on small VMs.
-  torch::set_num_threads(settings.threads > 0 ? settings.threads
-                                             : static_cast<int>(std::max(1U, std::thread::hardware_concurrency())));
+  const int threads = ex::configure_threads(settings.threads);
   torch::manual_seed(settings.seed);
   const torch::Device device = torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
 
@@ -165,7 +137,7 @@ int train(const Settings& settings) {
   const auto train_size = static_cast<std::int64_t>(*train_set.size());
   std::printf("Fashion-MNIST: %lld training / %lld test images, device %s, threads %d\n",
               static_cast<long long>(train_size), static_cast<long long>(*test_set.size()),
-              device.str().c_str(), torch::get_num_threads());
+              device.str().c_str(), threads);
 
   const torch::Tensor class_weights =
       make_class_weights(settings.class_weights, train_set.class_counts(), settings.effective_number_beta);

@@ -11,6 +11,7 @@
 /// (mean ± std over the seeds), and long_tail.png (bar chart).
 
 #include "common/cli_checks.hpp"
+#include "common/cli_options.hpp"
 #include "common/csv_writer.hpp"
 #include "common/evaluation.hpp"
 #include "common/fashion_mnist.hpp"
@@ -28,11 +29,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <map>
 #include <memory>
 #include <numeric>
 #include <set>
@@ -49,17 +48,16 @@ constexpr std::int64_t kNumClasses = ex::kFashionMnistNumClasses;
 /// How many of the rarest classes the "rarest" accuracy averages.
 constexpr std::int64_t kRareClasses = 3;
 
-/// Everything the command line sets.
-struct Settings {
-  std::string data_dir = ex::kFashionMnistDefaultDir;
+/// Everything the command line sets (--seeds instead of --seed).
+struct Settings : ex::TrainerOptions {
+  Settings() {
+    epochs = 5;
+    output_dir = "results/long_tail";
+    plot_script = TORCHLOSS_LONG_TAIL_PLOT_SCRIPT;
+  }
   std::vector<std::string> losses;  // empty: all
   std::vector<std::uint64_t> seeds = {1, 2, 3};
-  std::int64_t epochs = 5;
-  std::int64_t batch_size = 128;
-  double learning_rate = 1e-3;
   double imbalance = 100.0;
-  std::int64_t train_limit = 0;
-  std::int64_t test_limit = 0;
   double beta = 0.999;
   double gamma = 2.0;
   std::int64_t ghm_bins = 30;
@@ -68,12 +66,8 @@ struct Settings {
   double ldam_scale = 30.0;
   std::int64_t drw_epoch = 0;
   double tau = 1.0;
-  int threads = 1;
-  std::string output_dir = "results/long_tail";
   bool resume = false;
-  bool no_progress = false;
   bool no_plot = false;
-  std::string plot_script = TORCHLOSS_LONG_TAIL_PLOT_SCRIPT;
 };
 
 /// What a loss factory may use: the training counts and the settings.
@@ -527,32 +521,26 @@ int compare(const Settings& settings) {
   return 0;
 }
 
+/// Registers the options on `app`, bound to the fields of `settings`.
 void add_options(CLI::App& app, Settings& settings) {
+  ex::TrainerOptionsHelp help;
+  help.epochs = "Training epochs of every run";
+  help.train_limit = "Draw the long tail from the first K training images only (0 = all)";
+  help.seed = "";  // --seeds below
+  help.threads = ex::kSmallNetworkThreadsHelp;
+  help.output_dir = "Where the CSV files, the table and the chart go";
+  ex::add_trainer_options(app, settings, help);
   std::string known;
   for (const LossSpec& spec : loss_registry()) known += (known.empty() ? "" : ",") + spec.name;
-  app.add_option("--data-dir", settings.data_dir, "Directory of the Fashion-MNIST IDX files (.gz or plain)")
-      ->capture_default_str();
   app.add_option("--losses", settings.losses, "Comma-separated losses to compare (default: all): " + known)
       ->delimiter(',');
   app.add_option("--seeds", settings.seeds, "Comma-separated seeds; each loss trains once per seed")
       ->delimiter(',')
       ->capture_default_str();
-  app.add_option("--epochs", settings.epochs, "Training epochs of every run")->capture_default_str()->check(ex::at_least(1));
-  app.add_option("--batch-size", settings.batch_size, "Training batch size")
-      ->capture_default_str()
-      ->check(ex::at_least(1));
-  app.add_option("--lr", settings.learning_rate, "Adam learning rate")->capture_default_str()->check(ex::greater_than(0));
   app.add_option("--imbalance", settings.imbalance,
                  "Imbalance factor IF: class c keeps n_max * IF^(-c/9) training images")
       ->capture_default_str()
       ->check(ex::at_least(1));
-  app.add_option("--limit", settings.train_limit,
-                 "Draw the long tail from the first K training images only (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--test-limit", settings.test_limit, "Use only the first K test images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
   app.add_option("--beta", settings.beta, "Beta of the effective-number weights, in [0, 1)")
       ->capture_default_str()
       ->check(ex::in_range(0.0, 1.0, /*include_upper=*/false));
@@ -577,19 +565,9 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_option("--tau", settings.tau, "Temperature tau of the logit adjustment (1 = balanced softmax)")
       ->capture_default_str()
       ->check(ex::at_least(0));
-  app.add_option("--threads", settings.threads,
-                 "CPU threads for LibTorch (0 = one per hardware thread); this small network trains fastest "
-                 "on one, and far slower on several when other processes share the cores")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--output-dir", settings.output_dir, "Where the CSV files, the table and the chart go")
-      ->capture_default_str();
   app.add_flag("--resume", settings.resume,
                "Keep the (loss, seed) runs already in --output-dir/runs.csv and run only the missing ones");
-  app.add_flag("--no-progress", settings.no_progress, "Do not draw the progress bar");
   app.add_flag("--no-plot", settings.no_plot, "Do not render long_tail.png");
-  app.add_option("--plot-script", settings.plot_script, "The matplotlib script that draws the chart")
-      ->capture_default_str();
 }
 
 }  // namespace

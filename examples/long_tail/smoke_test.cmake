@@ -7,13 +7,9 @@
 # all_losses:   every loss of the comparison, 1 seed, 1 epoch, on a smaller subset: one row each.
 # missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
 include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
-smoke_require(CHECK EXAMPLE DATA_DIR OUTPUT_DIR)
-file(REMOVE_RECURSE "${OUTPUT_DIR}")
+smoke_begin(long_tail training all_losses)
 
-if(CHECK STREQUAL "missing_data")
-  smoke_expect_missing_data("${EXAMPLE}" long_tail "${DATA_DIR}" "${OUTPUT_DIR}")
-  return()
-elseif(CHECK STREQUAL "all_losses")
+if(CHECK STREQUAL "all_losses")
   smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 600 --test-limit 200
             --epochs 1 --seeds 7 --no-progress --threads 1 --no-plot)
   smoke_check_csv("${OUTPUT_DIR}/runs.csv"
@@ -24,8 +20,6 @@ elseif(CHECK STREQUAL "all_losses")
     smoke_check_contains("${OUTPUT_DIR}/runs.csv" "\n${loss},[^\n]*,7,")
   endforeach()
   return()
-elseif(NOT CHECK STREQUAL "training")
-  message(FATAL_ERROR "smoke_test.cmake: unknown CHECK '${CHECK}'")
 endif()
 
 set(common_args --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 1200 --test-limit 300 --epochs 1

@@ -17,6 +17,7 @@
 
 #include "common/checkpoint.hpp"
 #include "common/cli_checks.hpp"
+#include "common/cli_options.hpp"
 #include "common/csv_writer.hpp"
 #include "common/evaluation.hpp"
 #include "common/fashion_mnist.hpp"
@@ -35,6 +36,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -49,18 +51,12 @@ constexpr std::array<const char*, kNumGroups> kGroupNames = {"tops", "bottoms", 
 constexpr std::array<std::int64_t, kNumClasses> kGroupOfClass = {0, 1, 0, 0, 0, 2, 0, 2, 3, 2};
 
 /// Everything the command line sets.
-struct Settings {
-  std::string data_dir = ex::kFashionMnistDefaultDir;
-  std::int64_t epochs = 3;
-  std::int64_t batch_size = 128;
-  double learning_rate = 1e-3;
+struct Settings : ex::TrainerOptions {
+  Settings() {
+    epochs = 3;
+    output_dir = "results/multi_task";
+  }
   std::vector<double> fixed_weights = {1.0, 1.0};
-  std::int64_t train_limit = 0;
-  std::int64_t test_limit = 0;
-  std::uint64_t seed = 42;
-  int threads = 1;
-  std::string output_dir = "results/multi_task";
-  bool no_progress = false;
 };
 
 /// Maps class labels [N] to group labels [N].
@@ -252,35 +248,19 @@ int train(const Settings& settings) {
   return 0;
 }
 
+/// Registers the options on `app`, bound to the fields of `settings`.
 void add_options(CLI::App& app, Settings& settings) {
-  app.add_option("--data-dir", settings.data_dir, "Directory of the Fashion-MNIST IDX files (.gz or plain)")
-      ->capture_default_str();
-  app.add_option("--epochs", settings.epochs, "Training epochs of each run")->capture_default_str()->check(ex::at_least(1));
-  app.add_option("--batch-size", settings.batch_size, "Training batch size")
-      ->capture_default_str()
-      ->check(ex::at_least(1));
-  app.add_option("--lr", settings.learning_rate, "Adam learning rate")->capture_default_str()->check(ex::greater_than(0));
+  ex::TrainerOptionsHelp help;
+  help.epochs = "Training epochs of each run";
+  help.seed = "Seed of the weights and the batch order (the same for both runs)";
+  help.threads = ex::kSmallNetworkThreadsHelp;
+  help.output_dir = "Where the runs' CSV files and the summary go";
+  ex::add_trainer_options(app, settings, help);
   app.add_option("--fixed-weights", settings.fixed_weights,
                  "Task weights (class, group) of the fixed-weight run, comma-separated, each >= 0")
       ->delimiter(',')
       ->capture_default_str()
       ->check(ex::at_least(0));
-  app.add_option("--limit", settings.train_limit, "Use only the first K training images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--test-limit", settings.test_limit, "Use only the first K test images (0 = all)")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--seed", settings.seed, "Seed of the weights and the batch order (the same for both runs)")
-      ->capture_default_str();
-  app.add_option("--threads", settings.threads,
-                 "CPU threads for LibTorch (0 = one per hardware thread); this small network trains fastest "
-                 "on one, and far slower on several when other processes share the cores")
-      ->capture_default_str()
-      ->check(ex::at_least(0));
-  app.add_option("--output-dir", settings.output_dir, "Where the runs' CSV files and the summary go")
-      ->capture_default_str();
-  app.add_flag("--no-progress", settings.no_progress, "Do not draw the progress bar");
 }
 
 }  // namespace

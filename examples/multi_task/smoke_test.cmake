@@ -5,15 +5,7 @@
 #               (2 rows) and summary.md.
 # missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
 include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
-smoke_require(CHECK EXAMPLE DATA_DIR OUTPUT_DIR)
-file(REMOVE_RECURSE "${OUTPUT_DIR}")
-
-if(CHECK STREQUAL "missing_data")
-  smoke_expect_missing_data("${EXAMPLE}" multi_task "${DATA_DIR}" "${OUTPUT_DIR}")
-  return()
-elseif(NOT CHECK STREQUAL "training")
-  message(FATAL_ERROR "smoke_test.cmake: unknown CHECK '${CHECK}'")
-endif()
+smoke_begin(multi_task training)
 
 smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 600 --test-limit 300
           --epochs 1 --no-progress --threads 1)
@@ -23,11 +15,7 @@ foreach(run fixed learned)
                   HEADER "epoch,train_loss,class_accuracy,group_accuracy,group_from_class_accuracy,class_weight,group_weight,epoch_seconds"
                   ROWS 1)
   smoke_check_fractions("${OUTPUT_DIR}/${run}/metrics.csv" class_accuracy group_accuracy group_from_class_accuracy)
-  foreach(file checkpoint/model.pt checkpoint/optimizer.pt checkpoint/multi_task_loss.pt)
-    if(NOT EXISTS "${OUTPUT_DIR}/${run}/${file}")
-      message(FATAL_ERROR "${OUTPUT_DIR}/${run}/${file} was not written")
-    endif()
-  endforeach()
+  smoke_check_files("${OUTPUT_DIR}/${run}" checkpoint/model.pt checkpoint/optimizer.pt checkpoint/multi_task_loss.pt)
 endforeach()
 smoke_check_csv("${OUTPUT_DIR}/summary.csv"
                 HEADER "run,class_accuracy,group_accuracy,group_from_class_accuracy,class_weight,group_weight,train_seconds"

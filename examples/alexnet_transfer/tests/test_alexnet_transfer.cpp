@@ -5,12 +5,11 @@
 #include "alexnet_transfer/alexnet.hpp"
 #include "alexnet_transfer/cifar10.hpp"
 #include "alexnet_transfer/transfer.hpp"
+#include "common/tests/temporary_directory.hpp"
 
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -27,32 +26,10 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+using torchloss::examples::testing::TemporaryDirectory;
+
 /// Smallest input size the tests run AlexNet at (fast on a CPU).
 constexpr std::int64_t kTestImageSize = 64;
-
-/// A fresh directory under the system temp dir, removed with its contents at scope exit.
-class TemporaryDirectory {
- public:
-  TemporaryDirectory() {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() /
-            ("torchloss_alexnet_test_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TemporaryDirectory() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TemporaryDirectory(const TemporaryDirectory&) = delete;
-  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
 
 /// Learnable synthetic images: class c has its own colour and stripe direction, plus noise.
 std::pair<torch::Tensor, torch::Tensor> synthetic_images(std::int64_t n, std::uint64_t seed) {

@@ -9,12 +9,12 @@
 #include "common/idx.hpp"
 #include "common/progress_bar.hpp"
 #include "common/python_script.hpp"
+#include "common/tests/temporary_directory.hpp"
 
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 #include <zlib.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -31,32 +31,9 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+using torchloss::examples::testing::TemporaryDirectory;
+
 using Bytes = std::vector<std::uint8_t>;
-
-/// A fresh directory under the system temp dir, removed with its contents at scope exit.
-class TemporaryDirectory {
- public:
-  TemporaryDirectory() {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() /
-            ("torchloss_examples_test_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TemporaryDirectory() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TemporaryDirectory(const TemporaryDirectory&) = delete;
-  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-
-  /// Returns the path of `name` inside the directory.
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 /// Encodes an IDX file: magic number and dimensions big-endian, then `payload`.
 Bytes idx_bytes(std::uint32_t magic, const std::vector<std::uint32_t>& dims, const Bytes& payload) {
