@@ -3,35 +3,20 @@
 // rank in the environment. Both must end with bit-identical centers, equal to one process fed
 // the concatenated batches, on the fused CPU path and on the ATen path.
 
-// c10d compiles its Gloo process group only under this macro (libtorch_cpu exports it).
-#ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO 1
-#endif
-#include <torch/csrc/distributed/c10d/FileStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-
 #include <torchloss/center_loss.hpp>
 #include <torchloss/distributed.hpp>
 
 #include "support/all_close.hpp"
+#include "support/gloo_workers.hpp"
 
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdlib>
 #include <string>
-#include <thread>
+#include <utility>
 #include <vector>
-
-extern char** environ;
 
 namespace {
 
-constexpr int kWorld = 2;
+constexpr int kWorld = torchloss_test::kGlooWorld;
 constexpr int64_t kClasses = 7, kDim = 6, kPerRank = 5, kSteps = 4;
-const char* kWorkerName = "center_loss distributed worker";
 
 /// The global batch of a step: kWorld * kPerRank samples; rank r holds rows [r·kPerRank, (r+1)·kPerRank).
 std::pair<torch::Tensor, torch::Tensor> global_batch(int64_t step) {
@@ -58,81 +43,32 @@ void train(torchloss::CenterLoss& loss, int rank, bool aten_path) {
 
 torchloss::CenterLossOptions options() { return torchloss::CenterLossOptions(kClasses, kDim).alpha(0.6); }
 
-std::string env_or_empty(const char* name) {
-  const char* value = std::getenv(name);
-  return value ? value : "";
-}
-
-/// Starts this executable as worker `rank`; returns its pid.
-pid_t spawn_worker(int rank, const std::string& dir) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
-  env_strings.push_back("TORCHLOSS_CENTER_RANK=" + std::to_string(rank));
-  env_strings.push_back("TORCHLOSS_CENTER_DIR=" + dir);
-  env_strings.push_back("OMP_NUM_THREADS=1");
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string exe = "/proc/self/exe";
-  std::string name = kWorkerName;
-  std::vector<char*> argv{exe.data(), name.data(), nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data());
-  return rc == 0 ? pid : -1;
-}
-
-/// Waits for `pid` up to `seconds`; returns its exit status, or -1 (killed) on timeout.
-int wait_worker(pid_t pid, int seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  return -1;
+std::string centers_name(bool aten_path, int rank) {
+  return "centers_" + std::to_string(aten_path) + "_" + std::to_string(rank) + ".pt";
 }
 
 }  // namespace
 
 // Hidden ([.]): runs only when the parent test below starts this executable by its name.
 TEST_CASE("center_loss distributed worker", "[.][center_loss_worker]") {
-  const std::string rank_text = env_or_empty("TORCHLOSS_CENTER_RANK");
-  const std::string dir = env_or_empty("TORCHLOSS_CENTER_DIR");
-  if (rank_text.empty() || dir.empty()) return;  // started by hand: nothing to do
-  const int rank = std::stoi(rank_text);
-  auto store = c10::make_intrusive<c10d::FileStore>(dir + "/store", kWorld);
-  auto gloo_options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(60000));
-  gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, kWorld, gloo_options);
+  const auto worker = torchloss_test::join_gloo_group();
+  if (!worker) return;  // started by hand: nothing to do
 
   for (bool aten_path : {false, true}) {
-    torchloss::CenterLoss loss(options().process_group(torchloss::all_reduce_with(group)));
-    train(loss, rank, aten_path);
-    torch::save(loss->centers, dir + "/centers_" + std::to_string(aten_path) + "_" + std::to_string(rank) + ".pt");
+    torchloss::CenterLoss loss(options().process_group(torchloss::all_reduce_with(worker->group)));
+    train(loss, worker->rank, aten_path);
+    torch::save(loss->centers, worker->dir + "/" + centers_name(aten_path, worker->rank));
   }
 }
 
 TEST_CASE("center_loss: two Gloo ranks keep bit-identical centers equal to one process fed the whole batch",
           "[center_loss][distributed]") {
-  char dir_template[] = "/tmp/torchloss_center_dist_XXXXXX";
-  REQUIRE(mkdtemp(dir_template) != nullptr);
-  const std::string dir = dir_template;
-  std::vector<pid_t> pids;
-  for (int rank = 0; rank < kWorld; ++rank) {
-    pids.push_back(spawn_worker(rank, dir));
-    REQUIRE(pids.back() > 0);
-  }
-  for (int rank = 0; rank < kWorld; ++rank) {
-    INFO("worker " << rank);
-    CHECK(wait_worker(pids[rank], 240) == 0);
-  }
+  const torchloss_test::GlooRun run("center_loss distributed worker");
   for (bool aten_path : {false, true}) {
     INFO("aten path " << aten_path);
     std::vector<torch::Tensor> centers(kWorld);
     for (int rank = 0; rank < kWorld; ++rank) {
-      torch::load(centers[rank], dir + "/centers_" + std::to_string(aten_path) + "_" + std::to_string(rank) + ".pt");
+      torch::load(centers[rank], run.path(centers_name(aten_path, rank)));
     }
     torchloss::CenterLoss single(options());
     train(single, /*rank=*/-1, aten_path);
@@ -142,5 +78,4 @@ TEST_CASE("center_loss: two Gloo ranks keep bit-identical centers equal to one p
     CHECK(torch::equal(centers[0][kClasses - 1], torch::zeros({kDim})));
     CHECK_FALSE(torch::equal(centers[0], torch::zeros_like(centers[0])));
   }
-  std::system(("rm -rf '" + dir + "'").c_str());
 }

@@ -5,38 +5,22 @@
 // concatenated batches; at every step the two ranks' losses must add up to that process's
 // loss and their gradients must be its gradient's rows. Fused CPU path and ATen path.
 
-// c10d compiles its Gloo process group only under this macro (libtorch_cpu exports it).
-#ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO 1
-#endif
-#include <torch/csrc/distributed/c10d/FileStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-
 #include <torchloss/distributed.hpp>
 #include <torchloss/ghm_loss.hpp>
 
 #include "support/all_close.hpp"
+#include "support/gloo_workers.hpp"
 
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdlib>
 #include <string>
-#include <thread>
 #include <vector>
-
-extern char** environ;
 
 namespace {
 
 using torchloss_test::AllClose;
 
-constexpr int kWorld = 2;
+constexpr int kWorld = torchloss_test::kGlooWorld;
 constexpr int64_t kRows = 12, kClasses = 5, kSteps = 5;
 const int64_t kFirstRows[kWorld + 1] = {0, 5, kRows};  // uneven: 5 and 7 rows
-const char* kWorkerName = "ghm distributed worker";
 
 struct Batch {
   torch::Tensor x, y, label_weight;
@@ -84,44 +68,8 @@ Run train(Module& loss, bool regression, int rank, bool aten_path) {
 torchloss::GHMCLossOptions classification_options() { return torchloss::GHMCLossOptions().bins(10).momentum(0.75); }
 torchloss::GHMRLossOptions regression_options() { return torchloss::GHMRLossOptions().mu(0.05).bins(7).momentum(0.7); }
 
-std::string env_or_empty(const char* name) {
-  const char* value = std::getenv(name);
-  return value ? value : "";
-}
-
-std::string result_path(const std::string& dir, const char* what, bool aten_path, int rank) {
-  return dir + "/" + what + "_" + std::to_string(aten_path) + "_" + std::to_string(rank) + ".pt";
-}
-
-/// Starts this executable as worker `rank`; returns its pid.
-pid_t spawn_worker(int rank, const std::string& dir) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
-  env_strings.push_back("TORCHLOSS_GHM_RANK=" + std::to_string(rank));
-  env_strings.push_back("TORCHLOSS_GHM_DIR=" + dir);
-  env_strings.push_back("OMP_NUM_THREADS=1");
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string exe = "/proc/self/exe";
-  std::string name = kWorkerName;
-  std::vector<char*> argv{exe.data(), name.data(), nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data());
-  return rc == 0 ? pid : -1;
-}
-
-/// Waits for `pid` up to `seconds`; returns its exit status, or -1 (killed) on timeout.
-int wait_worker(pid_t pid, int seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  return -1;
+std::string result_name(const char* what, bool aten_path, int rank) {
+  return std::string(what) + "_" + std::to_string(aten_path) + "_" + std::to_string(rank) + ".pt";
 }
 
 std::vector<torch::Tensor> as_list(const Run& run) { return {run.losses, run.grads, run.acc_sum}; }
@@ -136,47 +84,33 @@ Run load_run(const std::string& path) {
 
 // Hidden ([.]): runs only when the parent test below starts this executable by its name.
 TEST_CASE("ghm distributed worker", "[.][ghm_worker]") {
-  const std::string rank_text = env_or_empty("TORCHLOSS_GHM_RANK");
-  const std::string dir = env_or_empty("TORCHLOSS_GHM_DIR");
-  if (rank_text.empty() || dir.empty()) return;  // started by hand: nothing to do
-  const int rank = std::stoi(rank_text);
-  auto store = c10::make_intrusive<c10d::FileStore>(dir + "/store", kWorld);
-  auto gloo_options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(60000));
-  gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, kWorld, gloo_options);
+  const auto worker = torchloss_test::join_gloo_group();
+  if (!worker) return;  // started by hand: nothing to do
+  const int rank = worker->rank;
+  const auto& group = worker->group;
+  const auto path = [&](const char* what, bool aten_path) { return worker->dir + "/" + result_name(what, aten_path, rank); };
 
   for (bool aten_path : {false, true}) {
     // The group converts to the option's AllReduceFn; all_reduce_with() spells it out.
     torchloss::GHMCLoss classification(classification_options().process_group(group));
-    torch::save(as_list(train(classification, false, rank, aten_path)), result_path(dir, "ghmc", aten_path, rank));
+    torch::save(as_list(train(classification, false, rank, aten_path)), path("ghmc", aten_path));
     torchloss::GHMRLoss regression(regression_options().process_group(torchloss::all_reduce_with(group)));
-    torch::save(as_list(train(regression, true, rank, aten_path)), result_path(dir, "ghmr", aten_path, rank));
+    torch::save(as_list(train(regression, true, rank, aten_path)), path("ghmr", aten_path));
     // Without the group, each rank keeps its own counts (what the reference does).
     torchloss::GHMCLoss local(classification_options());
-    torch::save(as_list(train(local, false, rank, aten_path)), result_path(dir, "local", aten_path, rank));
+    torch::save(as_list(train(local, false, rank, aten_path)), path("local", aten_path));
   }
 }
 
 TEST_CASE("GHM losses: two Gloo ranks keep identical acc_sum and add up to one process fed both shards",
           "[ghm][distributed]") {
-  char dir_template[] = "/tmp/torchloss_ghm_dist_XXXXXX";
-  REQUIRE(mkdtemp(dir_template) != nullptr);
-  const std::string dir = dir_template;
-  std::vector<pid_t> pids;
-  for (int rank = 0; rank < kWorld; ++rank) {
-    pids.push_back(spawn_worker(rank, dir));
-    REQUIRE(pids.back() > 0);
-  }
-  for (int rank = 0; rank < kWorld; ++rank) {
-    INFO("worker " << rank);
-    CHECK(wait_worker(pids[rank], 240) == 0);
-  }
+  const torchloss_test::GlooRun run("ghm distributed worker");
   for (bool aten_path : {false, true}) {
     for (const char* what : {"ghmc", "ghmr"}) {
       INFO(what << ", aten path " << aten_path);
       const bool regression = std::string(what) == "ghmr";
-      const Run rank0 = load_run(result_path(dir, what, aten_path, 0));
-      const Run rank1 = load_run(result_path(dir, what, aten_path, 1));
+      const Run rank0 = load_run(run.path(result_name(what, aten_path, 0)));
+      const Run rank1 = load_run(run.path(result_name(what, aten_path, 1)));
       Run single;
       if (regression) {
         torchloss::GHMRLoss loss(regression_options());
@@ -195,9 +129,8 @@ TEST_CASE("GHM losses: two Gloo ranks keep identical acc_sum and add up to one p
       CHECK_THAT(torch::cat({g0, g1}, 1), AllClose(single.grads.view({kSteps, kRows, kClasses}), 1e-12, 1e-15));
     }
     // The control: per-rank counts drift apart from the global ones.
-    const Run local0 = load_run(result_path(dir, "local", aten_path, 0));
-    const Run local1 = load_run(result_path(dir, "local", aten_path, 1));
+    const Run local0 = load_run(run.path(result_name("local", aten_path, 0)));
+    const Run local1 = load_run(run.path(result_name("local", aten_path, 1)));
     CHECK_FALSE(torch::equal(local0.acc_sum, local1.acc_sum));
   }
-  std::system(("rm -rf '" + dir + "'").c_str());
 }
