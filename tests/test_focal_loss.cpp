@@ -3,6 +3,8 @@
 // formula in float64), reductions to CE/BCE at gamma = 0, stability, modules, bad inputs.
 #include <torchloss/torchloss.hpp>
 
+#include <sstream>
+
 #include "support/all_close.hpp"
 #include "support/error_matchers.hpp"
 #include "support/fixture_cases.hpp"
@@ -138,6 +140,11 @@ TEST_CASE("focal loss modules register alpha/weight and match their functions", 
   CHECK_THAT(margin(x, binary), AllClose(torch::nn::functional::multilabel_soft_margin_loss(
                                    x, binary, torch::nn::functional::MultilabelSoftMarginLossFuncOptions().weight(weight))));
   REQUIRE(margin->named_buffers().contains("weight"));
+  auto margin_copy = std::dynamic_pointer_cast<torchloss::MultiLabelSoftMarginLossImpl>(margin->clone());
+  CHECK(torch::equal(margin_copy->weight, weight));
+  std::ostringstream margin_printed;
+  margin_printed << *margin;
+  CHECK(margin_printed.str() == "torchloss::MultiLabelSoftMarginLoss(reduction=kMean)");
 }
 
 TEST_CASE("focal family rejects bad inputs with named errors", "[focal_loss][errors]") {

@@ -42,35 +42,21 @@ inline torch::Tensor multilabel_soft_margin_loss(const torch::Tensor& input, con
 }  // namespace functional
 
 /// Module form of functional::multilabel_soft_margin_loss; `weight` is a registered buffer.
-class MultiLabelSoftMarginLossImpl : public torch::nn::Cloneable<MultiLabelSoftMarginLossImpl> {
+class MultiLabelSoftMarginLossImpl
+    : public detail::WeightBufferLossImpl<MultiLabelSoftMarginLossImpl, MultiLabelSoftMarginLossOptions> {
  public:
+  /// The name pretty_print uses.
+  static constexpr const char* kName = "MultiLabelSoftMarginLoss";
   /// Builds the loss from its options.
   explicit MultiLabelSoftMarginLossImpl(MultiLabelSoftMarginLossOptions options_ = {})
-      : options(std::move(options_)) {
-    reset();
+      : WeightBufferLossImpl(std::move(options_)) {}
+  /// The functional form the module applies.
+  static torch::Tensor loss(const torch::Tensor& input, const torch::Tensor& target,
+                            const MultiLabelSoftMarginLossOptions& options) {
+    return functional::multilabel_soft_margin_loss(input, target, options);
   }
-
-  /// Registers the `weight` buffer (when given).
-  void reset() override {
-    weight = options.weight().defined() ? register_buffer("weight", options.weight().clone()) : torch::Tensor();
-  }
-
-  /// Prints the module and its options.
-  void pretty_print(std::ostream& stream) const override {
-    stream << "torchloss::MultiLabelSoftMarginLoss(reduction="
-           << torch::enumtype::get_enum_name(options.reduction()) << ")";
-  }
-
-  /// The loss of `input` logits against `target` labels.
-  torch::Tensor forward(const torch::Tensor& input, const torch::Tensor& target) {
-    return functional::multilabel_soft_margin_loss(input, target,
-                                                   MultiLabelSoftMarginLossOptions(options).weight(weight));
-  }
-
-  /// The options the module was built with.
-  MultiLabelSoftMarginLossOptions options;
-  /// Registered class weights [C] (undefined when none).
-  torch::Tensor weight;
+  /// Prints the options pretty_print shows before the reduction (none).
+  void print_options(std::ostream&) const {}
 };
 
 /// Module holder of MultiLabelSoftMarginLossImpl.

@@ -3,6 +3,7 @@
 /// \brief α-weighted binary cross entropy on logits: options, functional form and module.
 
 #include <torchloss/detail/elementwise_loss.hpp>
+#include <torchloss/detail/weight_buffer_module.hpp>
 
 namespace torchloss {
 
@@ -78,35 +79,21 @@ inline torch::Tensor weighted_binary_cross_entropy(const torch::Tensor& input, c
 }  // namespace functional
 
 /// Module form of functional::weighted_binary_cross_entropy; `weight` is a registered buffer.
-class WeightedBinaryCrossEntropyLossImpl : public torch::nn::Cloneable<WeightedBinaryCrossEntropyLossImpl> {
+class WeightedBinaryCrossEntropyLossImpl
+    : public detail::WeightBufferLossImpl<WeightedBinaryCrossEntropyLossImpl, WeightedBinaryCrossEntropyLossOptions> {
  public:
+  /// The name pretty_print uses.
+  static constexpr const char* kName = "WeightedBinaryCrossEntropyLoss";
   /// Builds the loss from its options (α is required).
   explicit WeightedBinaryCrossEntropyLossImpl(WeightedBinaryCrossEntropyLossOptions options_)
-      : options(std::move(options_)) {
-    reset();
+      : WeightBufferLossImpl(std::move(options_)) {}
+  /// The functional form the module applies.
+  static torch::Tensor loss(const torch::Tensor& input, const torch::Tensor& target,
+                            const WeightedBinaryCrossEntropyLossOptions& options) {
+    return functional::weighted_binary_cross_entropy(input, target, options);
   }
-
-  /// Registers the `weight` buffer (when given).
-  void reset() override {
-    weight = options.weight().defined() ? register_buffer("weight", options.weight().clone()) : torch::Tensor();
-  }
-
-  /// Prints the module and its options.
-  void pretty_print(std::ostream& stream) const override {
-    stream << "torchloss::WeightedBinaryCrossEntropyLoss(alpha=" << options.alpha()
-           << ", reduction=" << torch::enumtype::get_enum_name(options.reduction()) << ")";
-  }
-
-  /// The loss of `input` logits against `target` probabilities.
-  torch::Tensor forward(const torch::Tensor& input, const torch::Tensor& target) {
-    return functional::weighted_binary_cross_entropy(input, target,
-                                                     WeightedBinaryCrossEntropyLossOptions(options).weight(weight));
-  }
-
-  /// The options the module was built with.
-  WeightedBinaryCrossEntropyLossOptions options;
-  /// Registered element weights (undefined when none).
-  torch::Tensor weight;
+  /// Prints the options pretty_print shows before the reduction.
+  void print_options(std::ostream& stream) const { stream << "alpha=" << options.alpha() << ", "; }
 };
 
 /// Module holder of WeightedBinaryCrossEntropyLossImpl.

@@ -3,6 +3,7 @@
 /// \brief Weighted softmax cross entropy: options, functional form and module.
 
 #include <torchloss/detail/softmax_loss.hpp>
+#include <torchloss/detail/weight_buffer_module.hpp>
 
 namespace torchloss {
 
@@ -74,36 +75,23 @@ inline torch::Tensor weighted_cross_entropy(const torch::Tensor& input, const to
 
 /// Module form of functional::weighted_cross_entropy. The class weights are a registered
 /// buffer `weight`, so `->to(device)`, `clone()` and `torch::save` carry them.
-class WeightedCrossEntropyLossImpl : public torch::nn::Cloneable<WeightedCrossEntropyLossImpl> {
+class WeightedCrossEntropyLossImpl
+    : public detail::WeightBufferLossImpl<WeightedCrossEntropyLossImpl, WeightedCrossEntropyLossOptions> {
  public:
+  /// The name pretty_print uses.
+  static constexpr const char* kName = "WeightedCrossEntropyLoss";
   /// Builds the loss from its options.
   explicit WeightedCrossEntropyLossImpl(WeightedCrossEntropyLossOptions options_ = {})
-      : options(std::move(options_)) {
-    reset();
+      : WeightBufferLossImpl(std::move(options_)) {}
+  /// The functional form the module applies.
+  static torch::Tensor loss(const torch::Tensor& input, const torch::Tensor& target,
+                            const WeightedCrossEntropyLossOptions& options) {
+    return functional::weighted_cross_entropy(input, target, options);
   }
-
-  /// Registers the `weight` buffer (when given).
-  void reset() override {
-    weight = options.weight().defined() ? register_buffer("weight", options.weight().clone()) : torch::Tensor();
+  /// Prints the options pretty_print shows before the reduction.
+  void print_options(std::ostream& stream) const {
+    stream << "ignore_index=" << options.ignore_index() << ", label_smoothing=" << options.label_smoothing() << ", ";
   }
-
-  /// Prints the module and its options.
-  void pretty_print(std::ostream& stream) const override {
-    stream << "torchloss::WeightedCrossEntropyLoss(ignore_index=" << options.ignore_index()
-           << ", label_smoothing=" << options.label_smoothing()
-           << ", reduction=" << torch::enumtype::get_enum_name(options.reduction()) << ")";
-  }
-
-  /// The loss of `input` logits against `target` class indices.
-  torch::Tensor forward(const torch::Tensor& input, const torch::Tensor& target) {
-    return functional::weighted_cross_entropy(input, target,
-                                              WeightedCrossEntropyLossOptions(options).weight(weight));
-  }
-
-  /// The options the module was built with.
-  WeightedCrossEntropyLossOptions options;
-  /// Registered class weights [C] (undefined when none).
-  torch::Tensor weight;
 };
 
 /// Module holder of WeightedCrossEntropyLossImpl (`std::shared_ptr` semantics, like torch::nn::CrossEntropyLoss).
