@@ -2,6 +2,10 @@
 // torch's binary_cross_entropy_with_logits (fixtures); extreme logits and bad inputs.
 #include <torchloss/torchloss.hpp>
 
+#include <functional>
+#include <sstream>
+#include <vector>
+
 #include "support/all_close.hpp"
 #include "support/error_matchers.hpp"
 #include "support/fixture_cases.hpp"
@@ -41,6 +45,9 @@ TEST_CASE("weighted_binary_cross_entropy module carries its weight buffer", "[we
   REQUIRE(loss->named_buffers().contains("weight"));
   auto copy = std::dynamic_pointer_cast<torchloss::WeightedBinaryCrossEntropyLossImpl>(loss->clone());
   CHECK(torch::equal(copy->weight, weight));
+  std::ostringstream printed;
+  printed << *loss;
+  CHECK(printed.str() == "torchloss::WeightedBinaryCrossEntropyLoss(alpha=-1, reduction=kMean)");
 }
 
 TEST_CASE("weighted_binary_cross_entropy: empty input gives 0 under kMean", "[weighted_binary_cross_entropy]") {
@@ -101,4 +108,42 @@ TEST_CASE("weighted_binary_cross_entropy rejects bad inputs with named errors",
   TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y, F::WeightedBinaryCrossEntropyFuncOptions(0.2).weight(torch::ones({2, 4, 3}))),
                         kFn, "does not broadcast");
   TORCHLOSS_CHECK_ERROR(F::weighted_binary_cross_entropy(x, y.to(torch::kMeta), plain), kFn, "target is on meta");
+}
+
+TEST_CASE("element-wise losses: the gradient written in the forward scales with the incoming gradient and "
+          "survives a retained graph",
+          "[weighted_binary_cross_entropy][sigmoid_focal_loss][multilabel_soft_margin_loss]") {
+  // The reduced losses' CPU forward writes d(loss)/dx; backward hands that buffer on as it is
+  // when the incoming gradient is 1. Against the ATen path, which computes it in backward.
+  torch::manual_seed(3);
+  const auto x0 = torch::randn({7, 5}, torch::kDouble);
+  const auto y = (torch::rand({7, 5}, torch::kDouble) > 0.5).to(torch::kDouble);
+  const std::vector<std::function<torch::Tensor(const torch::Tensor&)>> losses{
+      [&](const torch::Tensor& x) { return F::weighted_binary_cross_entropy(x, y, {0.25}); },
+      [&](const torch::Tensor& x) { return F::sigmoid_focal_loss(x, y, F::SigmoidFocalLossFuncOptions().reduction(torch::kSum)); },
+      [&](const torch::Tensor& x) { return F::multilabel_soft_margin_loss(x, y); }};
+  for (size_t i = 0; i < losses.size(); ++i) {
+    INFO("loss " << i);
+    torch::Tensor expected;
+    {
+      torchloss::detail::ScopedAtenPath path(true);
+      auto x = x0.clone().requires_grad_();
+      losses[i](x).backward();
+      expected = x.grad();
+    }
+    // Scaled by the incoming gradient.
+    auto x = x0.clone().requires_grad_();
+    (3 * losses[i](x)).backward();
+    CHECK_THAT(x.grad(), AllClose(3 * expected, 1e-12, 1e-14));
+    // Three times through a retained graph, with incoming gradients 1, 2 and 1: each step adds
+    // its own multiple (a buffer scaled in place, or shared with x.grad, would grow instead).
+    auto z = x0.clone().requires_grad_();
+    const auto loss = losses[i](z);
+    loss.backward({}, /*retain_graph=*/true);
+    const auto first = z.grad().clone();
+    loss.backward(torch::full({}, 2.0, torch::kDouble), /*retain_graph=*/true);
+    loss.backward();
+    CHECK_THAT(first, AllClose(expected, 1e-12, 1e-14));
+    CHECK_THAT(z.grad(), AllClose(4 * expected, 1e-12, 1e-14));
+  }
 }

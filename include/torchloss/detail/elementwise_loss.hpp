@@ -83,16 +83,27 @@ inline V weight_at(const T* w, int64_t k, std::integral_constant<int, Stride>) {
   }
 }
 
+/// Marks the lanes of y outside [0, 1] in `lanes` (vectors) or `scalar` (the scalar tail);
+/// NaN fails both comparisons and is not marked.
+template <typename Mask, typename V>
+inline void note_outside_unit(Mask& lanes, bool& scalar, const V& y) {
+  if constexpr (is_simd_v<V>) {
+    lanes |= (y < 0) | (y > 1);
+  } else {
+    scalar = scalar || y < 0 || y > 1;
+  }
+}
+
 /// Grain of the element-wise parallel loops.
 constexpr int64_t kElementGrain = 32768;
 
 /// Fused CPU forward: per-element losses (kNone) or their sum, and whether a target fell
-/// outside [0, 1]. With `grad_out`, the same pass also writes w·∂ℓ/∂x there: in training the
-/// backward then only scales it, and value and gradient share their exp/log work.
+/// outside [0, 1]. With `grad_out`, the same pass also writes grad_factor·w·∂ℓ/∂x there: in
+/// training the backward then at most scales it, and value and gradient share their exp/log work.
 template <class Term, typename T>
 torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t, const BroadcastWeight& b,
                                       int64_t reduction, const typename Term::Params& params, bool& bad_target,
-                                      T* grad_out = nullptr) {
+                                      T* grad_out = nullptr, double grad_factor = 1) {
   const T* x = x_t.data_ptr<T>();
   const T* y = y_t.data_ptr<T>();
   const T one = 1;
@@ -110,23 +121,26 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       const int64_t begin = chunk * kElementGrain, end = std::min(n, begin + kElementGrain);
       T total = 0;
-      T bad_count = 0;
+      bool bad_chunk = false;
       dispatch_simd<T>([&](auto width) {
         using W = decltype(width);
+        // Local copies: the vector stores may alias anything (they go through memcpy), so
+        // options read through a reference would be reloaded and re-broadcast per element.
+        const typename Term::Params local_params = params;
+        const T factor = static_cast<T>(grad_factor);
+        // Lanes whose target fell outside [0, 1], OR-ed over the chunk (NaN fails both
+        // comparisons: it is not counted).
+        auto outside = decltype(W{} < W{}){};
+        bool outside_tail = false;
         for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
           const T* xr = x + i0;
           const T* yr = y + i0;
-          // Targets outside [0, 1] (NaN fails both comparisons: it is not counted).
-          bad_count += simd_sum<T, W>(length, [&](int64_t k, auto tag) {
-            using V = decltype(tag);
-            const V yk = load<V>(yr + k);
-            return select((yk < 0) | (yk > 1), splat<V>(1), V{});
-          });
           const auto element_loss = [&](int64_t k, auto tag) {
             using V = decltype(tag);
             const V xk = load<V>(xr + k), yk = load<V>(yr + k), wk = weight_at<V>(wr, k, w_stride);
-            if (grad_out) store(grad_out + i0 + k, wk * Term::grad(xk, yk, params));
-            return wk * Term::value(xk, yk, params);
+            note_outside_unit(outside, outside_tail, yk);
+            if (grad_out) store(grad_out + i0 + k, wk * factor * Term::grad(xk, yk, local_params));
+            return wk * Term::value(xk, yk, local_params);
           };
           if (keep_elements) {
             simd_for<T, W>(length, [&](int64_t k, auto tag) { store(out + i0 + k, element_loss(k, tag)); });
@@ -134,9 +148,13 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
             total += simd_sum<T, W>(length, element_loss);
           }
         });
+        bad_chunk = outside_tail;
+        if constexpr (is_simd_v<W>) {
+          for (int j = 0; j < lanes_v<W>; ++j) bad_chunk = bad_chunk || outside[j] != 0;
+        }
       });
       chunk_sum[static_cast<size_t>(chunk)] = static_cast<double>(total);
-      if (bad_count) bad = true;
+      if (bad_chunk) bad = true;
     }
   });
   bad_target = bad;
@@ -170,12 +188,17 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
     const auto y = target.to(dtype).contiguous();
     const auto b = broadcast_weight(weight.value_or(torch::Tensor()), input, dtype);
     torch::Tensor losses, grad;
+    // One output per group of `group` consecutive elements (a row of a multi-label loss).
+    const double count = static_cast<double>(input.numel() / group);
     if (x.device().is_cpu() && !force_aten_path) {
       bool bad_target = false;
       if (precompute_grad) grad = torch::empty_like(x);
+      // A reduced loss's precomputed gradient is ∂loss/∂x itself (kMean's 1/count folded in).
+      const double grad_factor = reduction == at::Reduction::Mean ? (count > 0 ? 1 / count : 0.0) : 1.0;
       AT_DISPATCH_FLOATING_TYPES(dtype, "torchloss_elementwise_forward", [&] {
         losses = elementwise_forward_cpu<Term, scalar_t>(x, y, b, reduction, params, bad_target,
-                                                         precompute_grad ? grad.data_ptr<scalar_t>() : nullptr);
+                                                         precompute_grad ? grad.data_ptr<scalar_t>() : nullptr,
+                                                         grad_factor);
       });
       if (bad_target) check_probabilities(fn, target);
     } else {
@@ -183,8 +206,6 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
       losses = aten_weight(b, x) * Term::value(x, y, params);
       if (reduction != at::Reduction::None) losses = losses.sum();
     }
-    // One output per group of `group` consecutive elements (a row of a multi-label loss).
-    const double count = static_cast<double>(input.numel() / group);
     ctx->save_for_backward({x, y, b.values, grad});
     ctx->saved_data["layout"] = std::vector<int64_t>{b.inner, b.period, reduction,
                                                      static_cast<int64_t>(input.scalar_type()), group};
@@ -207,13 +228,22 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
     const auto input_dtype = static_cast<torch::ScalarType>(layout[3]);
     const int64_t group = layout[4];
     const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
-    auto scale =
-        element_grad_scale(grad_outputs[0].to(x.scalar_type()), reduction, static_cast<double>(x.numel() / group));
-    if (reduction == at::Reduction::None && group > 1) scale = scale.reshape({-1, 1}).expand({-1, group}).reshape(x.sizes());
-    // The CPU kernel wrote w·∂ℓ/∂x in the forward (it always does when a gradient is due);
-    // the ATen path computes it here.
-    const torch::Tensor grad =
-        saved[3].defined() ? saved[3] * scale : scale * aten_weight(b, x) * Term::grad(x, y, params);
+    const auto& grad_output = grad_outputs[0];
+    torch::Tensor grad;
+    if (saved[3].defined() && reduction != at::Reduction::None) {
+      // The CPU kernel wrote ∂loss/∂x in the forward: scale it by the incoming gradient, or
+      // hand it on as it is for the usual loss.backward() (the buffer is released with the
+      // graph, so AccumulateGrad can keep it without a copy).
+      const bool unit = grad_output.numel() == 1 && grad_output.device().is_cpu() && grad_output.item<double>() == 1;
+      grad = unit ? saved[3] : saved[3] * grad_output.to(x.scalar_type());
+    } else {
+      auto scale = element_grad_scale(grad_output.to(x.scalar_type()), reduction, static_cast<double>(x.numel() / group));
+      if (reduction == at::Reduction::None && group > 1) {
+        scale = scale.reshape({-1, 1}).expand({-1, group}).reshape(x.sizes());
+      }
+      // kNone: the CPU kernel wrote w·∂ℓ/∂x in the forward; the ATen path computes it here.
+      grad = saved[3].defined() ? saved[3] * scale : scale * aten_weight(b, x) * Term::grad(x, y, params);
+    }
     return {grad.to(input_dtype), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
