@@ -23,6 +23,25 @@ inline torch::Tensor checked_counts(const char* fn, const torch::Tensor& counts)
               as_double.masked_select(bad)[0].item<double>(), " at class ", bad.nonzero()[0][0].item<int64_t>());
   return as_double;
 }
+
+/// Validates a loss's `class_counts` option (shape [num_classes], integer or floating, every
+/// entry positive and finite) and returns it as float64 on its device. CPU counts are checked
+/// in a plain loop, without ATen launches: the losses call this on every step.
+inline torch::Tensor checked_class_counts(const char* fn, const torch::Tensor& counts, int64_t num_classes) {
+  TORCH_CHECK(counts.defined(), fn, ": class_counts is an undefined tensor (it is required)");
+  TORCH_CHECK(counts.dim() == 1 && counts.size(0) == num_classes, fn, ": class_counts must have shape [",
+              num_classes, "] (one count per class), got ", torchloss::detail::shape_str(counts));
+  TORCH_CHECK(!counts.is_complex() && counts.scalar_type() != torch::kBool, fn,
+              ": class_counts must be an integer or floating-point tensor, got ", counts.scalar_type());
+  if (!counts.device().is_cpu()) return checked_counts(fn, counts);
+  const auto n = counts.to(torch::kDouble).contiguous();
+  const double* count = n.data_ptr<double>();
+  for (int64_t c = 0; c < num_classes; ++c) {
+    TORCH_CHECK(count[c] > 0 && std::isfinite(count[c]), fn, ": every class count must be positive and finite, got ",
+                count[c], " at class ", c);
+  }
+  return n;
+}
 }  // namespace detail
 
 /// Inverse-frequency weights, normalised to sum to C:

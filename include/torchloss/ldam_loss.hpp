@@ -7,6 +7,7 @@
 #include <torchloss/class_weights.hpp>
 #include <torchloss/weighted_cross_entropy.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 namespace torchloss {
@@ -44,25 +45,12 @@ inline torch::Tensor ldam_margins(const char* fn, const torch::Tensor& counts, i
                                   double max_margin) {
   TORCH_CHECK(max_margin >= 0 && std::isfinite(max_margin), fn, ": max_margin must be a finite number >= 0, got ",
               max_margin);
-  TORCH_CHECK(counts.defined(), fn, ": class_counts is an undefined tensor (it is required)");
-  TORCH_CHECK(counts.dim() == 1 && counts.size(0) == num_classes, fn, ": class_counts must have shape [",
-              num_classes, "] (one count per class), got ", shape_str(counts));
-  TORCH_CHECK(!counts.is_complex() && counts.scalar_type() != torch::kBool, fn,
-              ": class_counts must be an integer or floating-point tensor, got ", counts.scalar_type());
-  if (!counts.device().is_cpu()) {
-    const auto n = class_weights::detail::checked_counts(fn, counts);
-    return (n.min() / n).pow(0.25) * max_margin;
-  }
-  const auto n = counts.to(torch::kDouble).contiguous();
+  const auto n = class_weights::detail::checked_class_counts(fn, counts, num_classes);
+  if (!n.device().is_cpu()) return (n.min() / n).pow(0.25) * max_margin;
   auto margins = torch::empty({num_classes}, n.options());
   const double* count = n.data_ptr<double>();
   double* out = margins.data_ptr<double>();
-  double smallest = count[0];
-  for (int64_t c = 0; c < num_classes; ++c) {
-    TORCH_CHECK(count[c] > 0 && std::isfinite(count[c]), fn, ": every class count must be positive and finite, got ",
-                count[c], " at class ", c);
-    smallest = std::min(smallest, count[c]);
-  }
+  const double smallest = num_classes > 0 ? *std::min_element(count, count + num_classes) : 1.0;
   for (int64_t c = 0; c < num_classes; ++c) out[c] = max_margin * std::pow(smallest / count[c], 0.25);
   return margins;
 }

@@ -7,6 +7,7 @@
 #include <torchloss/weighted_cross_entropy.hpp>
 
 #include <cmath>
+#include <numeric>
 
 namespace torchloss {
 
@@ -44,25 +45,12 @@ namespace detail {
 /// counts' device, after checking that the counts are a 1-D tensor of `num_classes` positive
 /// entries. CPU counts take a plain loop (no ATen launches: this runs on every call).
 inline torch::Tensor log_class_prior(const char* fn, const torch::Tensor& counts, int64_t num_classes) {
-  TORCH_CHECK(counts.defined(), fn, ": class_counts is an undefined tensor (it is required)");
-  TORCH_CHECK(counts.dim() == 1 && counts.size(0) == num_classes, fn, ": class_counts must have shape [",
-              num_classes, "] (one count per class), got ", shape_str(counts));
-  TORCH_CHECK(!counts.is_complex() && counts.scalar_type() != torch::kBool, fn,
-              ": class_counts must be an integer or floating-point tensor, got ", counts.scalar_type());
-  if (!counts.device().is_cpu()) {
-    const auto n = class_weights::detail::checked_counts(fn, counts);
-    return n.log() - n.sum().log();
-  }
-  const auto n = counts.to(torch::kDouble).contiguous();
+  const auto n = class_weights::detail::checked_class_counts(fn, counts, num_classes);
+  if (!n.device().is_cpu()) return n.log() - n.sum().log();
   auto log_prior = torch::empty({num_classes}, n.options());
   const double* count = n.data_ptr<double>();
   double* out = log_prior.data_ptr<double>();
-  double total = 0;
-  for (int64_t c = 0; c < num_classes; ++c) {
-    TORCH_CHECK(count[c] > 0 && std::isfinite(count[c]), fn, ": every class count must be positive and finite, got ",
-                count[c], " at class ", c);
-    total += count[c];
-  }
+  const double total = std::accumulate(count, count + num_classes, 0.0);
   const double log_total = std::log(total);
   for (int64_t c = 0; c < num_classes; ++c) out[c] = std::log(count[c]) - log_total;
   return log_prior;
