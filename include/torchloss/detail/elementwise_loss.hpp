@@ -259,7 +259,7 @@ torch::Tensor elementwise_loss(const char* fn, const torch::Tensor& input, const
   check_same_shape_target(fn, input, target);
   check_broadcast_weight(fn, input, weight);
   const optional<torch::Tensor> maybe_weight = weight.defined() ? optional<torch::Tensor>(weight) : c10::nullopt;
-  // In training the forward also writes the gradient (the backward then only scales it).
+  // In training the forward also writes the gradient (the backward then at most scales it).
   const bool precompute_grad = torch::GradMode::is_enabled() && input.requires_grad();
   return ElementwiseLossFunction<Term>::apply(input, target, maybe_weight, fn, reduction, std::max<int64_t>(group, 1),
                                               precompute_grad,
