@@ -27,7 +27,9 @@
 
 #include <torchloss/center_loss.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
 
 namespace {
 
@@ -246,7 +248,21 @@ void register_cuda_benchmarks() {
 
 }  // namespace
 
+/// Exit code of `--require-gpu` on a machine without a GPU (CTest's SKIP_RETURN_CODE).
+constexpr int kSkipNoGpu = 77;
+
 int main(int argc, char** argv) {
+  // --require-gpu: the CUDA smoke test; on a machine without a GPU it reports itself skipped.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) != "--require-gpu") continue;
+    if (!torch::cuda::is_available()) {
+      std::puts("skipped: no CUDA device (torch::cuda::is_available() is false)");
+      return kSkipNoGpu;
+    }
+    std::copy(argv + i + 1, argv + argc, argv + i);
+    --argc;
+    break;
+  }
   register_cuda_benchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

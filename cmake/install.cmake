@@ -15,4 +15,5 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/torchlossConfigVersion.cm
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES ${PROJECT_BINARY_DIR}/torchlossConfig.cmake
               ${PROJECT_BINARY_DIR}/torchlossConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/check_torch.cmake
         DESTINATION ${TORCHLOSS_CMAKE_DIR})

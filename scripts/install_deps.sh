@@ -1,7 +1,22 @@
 #!/usr/bin/env bash
-# Installs, from Debian's archive, whatever torchloss needs that this machine lacks.
-# Idempotent: when everything is present it only checks (about a second).
+# Installs whatever torchloss needs that this machine lacks. Idempotent: when everything is
+# present it only checks (about a second).
+#
+#   scripts/install_deps.sh             Debian's packages (LibTorch 1.13, Catch2, Benchmark, ...)
+#   scripts/install_deps.sh --torch2    also the pinned LibTorch 2.x of PyPI's torch wheel (CUDA
+#                                       build), into .deps/torch-<version>/ (ignored by git);
+#                                       prints nothing else on success
+#   scripts/install_deps.sh --torch2-prefix
+#                                       prints that LibTorch's CMake prefix (installs first)
 set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The GPU machine of this project runs torch 2.11.0+cu130: the same LibTorch is tested here.
+# PyPI's default torch 2.11.0 wheel for Linux x86_64 is that CUDA 13.0 build. torchvision is
+# the one built for it (the fixture generator's sigmoid_focal_loss reference under 2.x).
+torch2_version="2.11.0"
+torchvision2_version="0.26.0"
+torch2_dir="$root/.deps/torch-$torch2_version"
 
 packages=(
   build-essential cmake ninja-build git pkg-config
@@ -12,17 +27,49 @@ packages=(
   dataset-fashion-mnist
 )
 
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install_deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-echo "install_deps: installing ${missing[*]}"
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+install_debian_packages() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "install_deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# A pip for CPython 3.11 (the wheel's ABI is Debian 12's Python): python3's own if it has one,
+# else Debian's python3-pip.
+pip_command() {
+  if python3 -c 'import sys, pip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    echo "python3 -m pip"
+  else
+    install_debian_packages python3-pip
+    echo "/usr/bin/python3 -m pip --break-system-packages"
+  fi
+}
+
+# torch==$torch2_version and torchvision with their dependencies (the CUDA runtime libraries LibTorch links),
+# into a folder of its own; the marker is written last, so an interrupted install is redone.
+install_torch2() {
+  [ -f "$torch2_dir/.installed" ] && return 0
+  echo "install_deps: installing torch==$torch2_version (LibTorch 2.x with CUDA, ~5 GB) into $torch2_dir" >&2
+  rm -rf "$torch2_dir"
+  $(pip_command) install --quiet --no-cache-dir --disable-pip-version-check --target "$torch2_dir" \
+    "torch==$torch2_version" "torchvision==$torchvision2_version" >&2
+  touch "$torch2_dir/.installed"
+}
+
+install_debian_packages "${packages[@]}"
+case "${1:-}" in
+  "") echo "install_deps: all ${#packages[@]} Debian packages present" ;;
+  --torch2) install_torch2 ;;
+  --torch2-prefix) install_torch2; echo "$torch2_dir/torch/share/cmake" ;;
+  *) echo "install_deps.sh: unknown option $1 (--torch2, --torch2-prefix)" >&2; exit 2 ;;
+esac

@@ -67,7 +67,7 @@ struct FocalTerm {
 /// Validates γ and α (the checks both focal modules and the functional form share).
 inline void check_focal_options(const char* fn, double gamma, const torch::Tensor& alpha) {
   TORCH_CHECK(gamma >= 0, fn, ": gamma must be >= 0, got ", gamma);
-  if (alpha.defined() && alpha.numel() > 0 && at::isFloatingType(alpha.scalar_type())) {
+  if (alpha.defined() && alpha.numel() > 0 && detail::is_supported_float(alpha.scalar_type())) {
     const double smallest = alpha.min().item<double>();
     TORCH_CHECK(smallest >= 0, fn, ": alpha must be non-negative, got ", smallest);
   }

@@ -116,7 +116,7 @@ inline torch::Tensor ghmc_loss(const char* fn, const torch::Tensor& input, const
   check_logits(fn, input);
   TORCH_CHECK(target.defined(), fn, ": target is an undefined tensor");
   torch::Tensor y = target, weight = label_weight;
-  if (at::isFloatingType(target.scalar_type())) {
+  if (is_supported_float(target.scalar_type())) {
     check_same_shape_target(fn, input, target);
     check_label_weight(fn, input, label_weight, input.sizes(), "the input shape");
   } else {
@@ -152,7 +152,7 @@ inline torch::Tensor ghmr_loss(const char* fn, const torch::Tensor& input, const
   check_options(fn, options);
   check_logits(fn, input);
   TORCH_CHECK(target.defined(), fn, ": target is an undefined tensor");
-  TORCH_CHECK(at::isFloatingType(target.scalar_type()), fn, ": target must be a floating-point tensor, got ",
+  TORCH_CHECK(is_supported_float(target.scalar_type()), fn, ": target must be a floating-point tensor, got ",
               target.scalar_type());
   TORCH_CHECK(target.sizes() == input.sizes(), fn, ": target shape ", shape_str(target), " must equal input shape ",
               shape_str(input));

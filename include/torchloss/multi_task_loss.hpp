@@ -56,7 +56,7 @@ class MultiTaskLossImpl : public torch::nn::Cloneable<MultiTaskLossImpl> {
     TORCH_CHECK(tasks >= 1, fn, ": num_tasks must be >= 1, got ", tasks);
     const auto& given = options.weights();
     if (given.defined()) {
-      TORCH_CHECK(at::isFloatingType(given.scalar_type()), fn, ": weights must be a floating-point tensor, got ",
+      TORCH_CHECK(detail::is_supported_float(given.scalar_type()), fn, ": weights must be a floating-point tensor, got ",
                   given.scalar_type());
       TORCH_CHECK(given.dim() == 1 && given.size(0) == tasks, fn, ": weights must have shape [", tasks,
                   "] (one per task), got ", detail::shape_str(given));
@@ -87,7 +87,7 @@ class MultiTaskLossImpl : public torch::nn::Cloneable<MultiTaskLossImpl> {
       TORCH_CHECK(loss.defined(), fn, ": losses[", i, "] is an undefined tensor");
       TORCH_CHECK(loss.dim() == 0, fn, ": losses[", i, "] must be a scalar (0-dim) tensor, got shape ",
                   detail::shape_str(loss));
-      TORCH_CHECK(at::isFloatingType(loss.scalar_type()), fn, ": losses[", i,
+      TORCH_CHECK(detail::is_supported_float(loss.scalar_type()), fn, ": losses[", i,
                   "] must be a floating-point tensor, got ", loss.scalar_type());
       TORCH_CHECK(loss.device() == weights.device(), fn, ": losses[", i, "] is on ", loss.device(),
                   " but the module is on ", weights.device());

@@ -3,7 +3,8 @@
 #   cmake -DCONSUMER_SOURCE_DIR=... -DCONSUMER_BINARY_DIR=... -DGENERATOR=Ninja
 #         -DMAKE_PROGRAM=... -DCXX_COMPILER=... [-DCXX_COMPILER_LAUNCHER=...]
 #         -DCONFIG=Release -DPREFIX_PATH=a;b -DTORCH_DIR=...
-#         [-DTORCHLOSS_SOURCE_DIR=...] [-DTORCHLOSS_EXPECTED_VERSION=...] -P run_consumer.cmake
+#         [-DTORCHLOSS_SOURCE_DIR=...] [-DTORCHLOSS_EXPECTED_VERSION=...]
+#         [-DCUDA_COMPILER=... -DTORCH_CUDA_ARCH_LIST=...] -P run_consumer.cmake
 foreach(var CONSUMER_SOURCE_DIR CONSUMER_BINARY_DIR GENERATOR MAKE_PROGRAM CXX_COMPILER)
   if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
     message(FATAL_ERROR "run_consumer.cmake: -D${var}=... is required")
@@ -24,6 +25,12 @@ set(checkout_arg "")
 if(TORCHLOSS_SOURCE_DIR)
   set(checkout_arg "-DTORCHLOSS_SOURCE_DIR=${TORCHLOSS_SOURCE_DIR}")
 endif()
+# Only the CUDA consumer gets a CUDA compiler and PyTorch's architecture list.
+set(cuda_args "")
+if(CUDA_COMPILER)
+  set(cuda_args "-DCMAKE_CUDA_COMPILER=${CUDA_COMPILER}" "-DTORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST}"
+                "-DCMAKE_CUDA_ARCHITECTURES=OFF")
+endif()
 
 # Each -D is one quoted argument written out here (not passed through a function's ARGN,
 # which would split it), so a ';' inside PREFIX_PATH stays within it.
@@ -36,6 +43,7 @@ execute_process(COMMAND
   "-DCMAKE_PREFIX_PATH=${PREFIX_PATH}"
   "-DTorch_DIR=${TORCH_DIR}"
   ${checkout_arg}
+  ${cuda_args}
   "-DTORCHLOSS_EXPECTED_VERSION=${TORCHLOSS_EXPECTED_VERSION}"
   RESULT_VARIABLE result)
 check_step(configure "${result}")

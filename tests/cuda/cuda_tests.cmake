@@ -4,6 +4,9 @@
 #   cuda_kernels_compile    whenever nvcc is found: compiles the raw kernel headers with
 #                           -arch=sm_90 and -arch=sm_75 (-c only, warnings as errors), no GPU and
 #                           no CUDA LibTorch needed.
+#   gpu_check_dry_run       where torchloss::cuda is built against a pip torch: tools/gpu_check.sh
+#                           --dry-run configures and builds everything the GPU check needs in a
+#                           tree of its own and stops before the first launch
 #   cuda_glue_compile       where nvcc is found but Torch has no CUDA (so torchloss::cuda is not
 #                           built): compiles register.cu, the ATen glue included, against the Torch
 #                           headers (-c only, sm_90), so the glue is compiled in CI too.
@@ -39,4 +42,15 @@ if(TORCHLOSS_NVCC AND NOT TARGET torchloss::cuda)
       -DARCHITECTURES=90
       -P ${CMAKE_CURRENT_SOURCE_DIR}/cuda/kernels_compile.cmake)
   set_tests_properties(cuda_glue_compile PROPERTIES LABELS cuda TIMEOUT 900)
+endif()
+
+if(TARGET torchloss::cuda AND TORCHLOSS_TORCH_PYTHON_SITE)
+  add_test(NAME gpu_check_dry_run
+    COMMAND ${PROJECT_SOURCE_DIR}/tools/gpu_check.sh --dry-run
+      --build-dir ${CMAKE_CURRENT_BINARY_DIR}/gpu_check_dry_run
+      --out ${CMAKE_CURRENT_BINARY_DIR}/gpu_check_dry_run/out)
+  set_tests_properties(gpu_check_dry_run PROPERTIES LABELS cuda TIMEOUT 1800
+    ENVIRONMENT "PYTHON=${TORCHLOSS_REFERENCE_PYTHON};PYTHONPATH=${TORCHLOSS_TORCH_PYTHON_SITE};CUDACXX=${CMAKE_CUDA_COMPILER}"
+    PASS_REGULAR_EXPRESSION "no GPU here: dry run stops before the first launch"
+    FAIL_REGULAR_EXPRESSION "FAIL     ")
 endif()

@@ -5,6 +5,11 @@ published formulas, evaluated in float64 (Debian's python3-torch; run with /usr/
     generate_fixtures.py [--out-dir DIR]      write every fixture file
     generate_fixtures.py --check [--out-dir]  exit 1 if a committed fixture differs from what
                                               this script produces now (stale fixtures)
+    generate_fixtures.py --agree [--out-dir]  exit 1 unless what this script produces with the
+                                              torch it runs on (e.g. PyPI's 2.x) agrees with the
+                                              committed fixtures (written with Debian's 1.13):
+                                              bit for bit, or within AGREE_RTOL/AGREE_ATOL for
+                                              floating tensors; prints how many differ and by how much
 
 Each fixture file is a plain dict {name: tensor} saved with torch.save (readable by
 torch::pickle_load). Builders live in fixtures_*.py beside this script, one module per
@@ -47,12 +52,56 @@ def same(a, b):
         a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
 
 
+# Float64 results of two PyTorch versions may differ in the last bits (other vectorised loops
+# and summation orders); any larger difference is a change of semantics and fails.
+AGREE_RTOL = 1e-10
+AGREE_ATOL = 1e-12
+
+
+def disagreements(fresh, committed):
+    """(keys that differ beyond tolerance, count of tensors not bit-identical, largest abs diff)."""
+    bad, inexact, largest = sorted(fresh.keys() ^ committed.keys()), 0, 0.0
+    for key in fresh.keys() & committed.keys():
+        a, b = fresh[key], committed[key]
+        if a.dtype != b.dtype or a.shape != b.shape:
+            bad.append(key)
+        elif not torch.equal(a, b):
+            inexact += 1
+            if not a.is_floating_point() or not torch.allclose(a, b, rtol=AGREE_RTOL, atol=AGREE_ATOL, equal_nan=True):
+                bad.append(key)
+            finite = torch.isfinite(a) & torch.isfinite(b)
+            if a.is_floating_point() and finite.any():
+                largest = max(largest, (a[finite] - b[finite]).abs().max().item())
+    return bad, inexact, largest
+
+
+def agree(names, out_dir):
+    """--agree: the committed fixtures against this torch's results, within tolerance."""
+    failed, total, inexact, largest = [], 0, 0, 0.0
+    for name in names:
+        fresh = build(name)
+        bad, n_inexact, n_largest = disagreements(fresh, torch.load(os.path.join(out_dir, name)))
+        total += len(fresh)
+        inexact += n_inexact
+        largest = max(largest, n_largest)
+        failed += [f"{name}:{key}" for key in bad]
+    print(f"torch {torch.__version__}: {total - inexact} of {total} fixture tensors bit-identical to the "
+          f"committed ones, {inexact} differ by at most {largest:.3g} (tolerance rtol {AGREE_RTOL}, atol {AGREE_ATOL})")
+    if failed:
+        print("disagree beyond tolerance: " + ", ".join(failed[:20]) + (" ..." if len(failed) > 20 else ""))
+        return 1
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
     parser.add_argument("--check", action="store_true", help="compare with the committed fixtures instead of writing")
+    parser.add_argument("--agree", action="store_true", help="compare with tolerance (another torch version)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # reductions in a fixed order
+    if args.agree:
+        return agree(FIXTURES, args.out_dir)
     stale = []
     for name in FIXTURES:
         path = os.path.join(args.out_dir, name)

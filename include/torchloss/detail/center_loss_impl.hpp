@@ -410,7 +410,7 @@ inline void check_center_loss_args(const torch::Tensor& features, const torch::T
   check_logits(fn, features, "features");
   TORCH_CHECK(features.dim() == 2, fn, ": features must have shape [N, feature_dim], got ", shape_str(features));
   TORCH_CHECK(centers.defined(), fn, ": centers is an undefined tensor");
-  TORCH_CHECK(at::isFloatingType(centers.scalar_type()), fn, ": centers must be a floating-point tensor, got ",
+  TORCH_CHECK(is_supported_float(centers.scalar_type()), fn, ": centers must be a floating-point tensor, got ",
               centers.scalar_type());
   TORCH_CHECK(centers.dim() == 2, fn, ": centers must have shape [num_classes, feature_dim], got ",
               shape_str(centers));

@@ -18,10 +18,17 @@ inline std::string shape_str(const torch::Tensor& t) {
   return out.str();
 }
 
+/// Whether torchloss computes in this dtype: float, double, and half / bfloat16 (computed in
+/// float). LibTorch 2.x's `at::isFloatingType` also accepts the Float8 and Float4 variants,
+/// which no kernel here (nor most of ATen) takes: they get a torchloss error, not ATen's.
+inline bool is_supported_float(c10::ScalarType dtype) {
+  return dtype == torch::kFloat || dtype == torch::kDouble || dtype == torch::kHalf || dtype == torch::kBFloat16;
+}
+
 /// Logits must be a defined floating-point tensor.
 inline void check_logits(const char* fn, const torch::Tensor& input, const char* name = "input") {
   TORCH_CHECK(input.defined(), fn, ": ", name, " is an undefined tensor");
-  TORCH_CHECK(at::isFloatingType(input.scalar_type()), fn, ": ", name,
+  TORCH_CHECK(is_supported_float(input.scalar_type()), fn, ": ", name,
               " must be a floating-point tensor (float, double, half or bfloat16), got ",
               input.scalar_type());
 }
@@ -67,7 +74,7 @@ inline void check_labels_in_range(const char* fn, const torch::Tensor& target, i
 inline void check_class_vector(const char* fn, const torch::Tensor& input, const torch::Tensor& vec,
                                int64_t num_classes, const char* name) {
   if (!vec.defined()) return;
-  TORCH_CHECK(at::isFloatingType(vec.scalar_type()), fn, ": ", name,
+  TORCH_CHECK(is_supported_float(vec.scalar_type()), fn, ": ", name,
               " must be a floating-point tensor, got ", vec.scalar_type());
   TORCH_CHECK(vec.dim() == 1 && vec.size(0) == num_classes, fn, ": ", name, " must have shape [",
               num_classes, "] (one entry per class), got ", shape_str(vec));
@@ -78,7 +85,7 @@ inline void check_class_vector(const char* fn, const torch::Tensor& input, const
 inline void check_same_shape_target(const char* fn, const torch::Tensor& input, const torch::Tensor& target) {
   check_logits(fn, input);
   TORCH_CHECK(target.defined(), fn, ": target is an undefined tensor");
-  TORCH_CHECK(at::isFloatingType(target.scalar_type()), fn,
+  TORCH_CHECK(is_supported_float(target.scalar_type()), fn,
               ": target must be a floating-point tensor of probabilities, got ", target.scalar_type());
   TORCH_CHECK(target.sizes() == input.sizes(), fn, ": target shape ", shape_str(target),
               " must equal input shape ", shape_str(input));
@@ -96,7 +103,7 @@ inline void check_probabilities(const char* fn, const torch::Tensor& target) {
 /// A weight that broadcasts to the input's shape without enlarging it.
 inline void check_broadcast_weight(const char* fn, const torch::Tensor& input, const torch::Tensor& weight) {
   if (!weight.defined()) return;
-  TORCH_CHECK(at::isFloatingType(weight.scalar_type()), fn,
+  TORCH_CHECK(is_supported_float(weight.scalar_type()), fn,
               ": weight must be a floating-point tensor, got ", weight.scalar_type());
   bool ok = weight.dim() <= input.dim();
   for (int64_t d = 1; ok && d <= weight.dim(); ++d) {
