@@ -15,6 +15,11 @@ above 1 means torchloss is faster). With --benchmark_repetitions, the aggregate 
 shared machine), falling back to the median; without repetitions, the mean of the runs. With several files, a benchmark in a later file replaces the same one in an
 earlier file (re-run the noisy rows with --benchmark_filter and pass both files).
 
+With --leg LABEL=FILE[,FILE...] (given once per LibTorch build), one table per family puts
+the builds side by side instead: for each, torchloss's time, its ratio to that build's copy
+floor and its speedup over each other variant of that build (e.g. LibTorch 1.13's built-in
+cross entropy beside 2.x's).
+
 Standard library only.
 """
 
@@ -131,12 +136,50 @@ def summarize(times, out, stat="min"):
     return slower
 
 
+def compare_legs(legs, out):
+    """legs: [(label, times)]. One table per family, each build's columns side by side."""
+    families = OrderedDict()
+    for _, times in legs:
+        for family, variant, *_ in times:
+            if family != FLOOR_FAMILY:
+                families.setdefault(family, OrderedDict())[variant] = None
+    for family, variant_set in families.items():
+        others = [v for v in variant_set if v != REFERENCE_VARIANT]
+        out.write(f"#### {family}: {DESCRIPTIONS.get(family, family)}\n\n")
+        header = ["N×C", "threads"]
+        for label, _ in legs:
+            header += [f"{label}: torchloss ms", f"{label}: torchloss / floor"]
+            header += [f"{label}: speedup vs {v}" for v in others]
+        out.write("| " + " | ".join(header) + " |\n")
+        out.write("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|\n")
+        configs = sorted({(r, c, t) for _, times in legs for (f, _, r, c, t) in times if f == family},
+                         key=lambda k: (k[0] * k[1], k[0], k[2]))
+        for rows, classes, threads in configs:
+            cells = [f"{rows}×{classes}", str(threads)]
+            for _, times in legs:
+                mine = times.get((family, REFERENCE_VARIANT, rows, classes, threads))
+                base = times.get((FLOOR_FAMILY, "clone", rows, classes, threads))
+                cells += [fmt_ms(mine), fmt_ratio(mine / base if mine and base else None)]
+                for v in others:
+                    theirs = times.get((family, v, rows, classes, threads))
+                    cells.append(fmt_ratio(theirs / mine if mine and theirs else None))
+            out.write("| " + " | ".join(cells) + " |\n")
+        out.write("\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("json", nargs="+", help="Google Benchmark JSON files ('-' for stdin); later ones win")
+    parser.add_argument("json", nargs="*", help="Google Benchmark JSON files ('-' for stdin); later ones win")
+    parser.add_argument("--leg", action="append", default=[], metavar="LABEL=FILE[,FILE...]",
+                        help="one LibTorch build's results; given twice or more, the builds side by side")
     parser.add_argument("--stat", default="min", choices=["min", "median", "mean"],
                         help="aggregate to use when the run has repetitions (default: min)")
     args = parser.parse_args()
+    if args.leg:
+        legs = [(label, load_times(files.split(","), args.stat))
+                for label, files in (leg.split("=", 1) for leg in args.leg)]
+        compare_legs(legs, sys.stdout)
+        return
     times = load_times(args.json, args.stat)
     if not times:
         sys.exit("summarize.py: no BM_<Family>/<variant>/<N>/<C>/threads:<T> benchmarks in the input")

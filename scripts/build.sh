@@ -26,5 +26,11 @@ if [[ "${1:-}" == --libtorch ]]; then
   shift 2
 fi
 build_dir="${TORCHLOSS_BUILD_DIR:-$root/build}"
+# ccache, when installed, makes a rebuild after a clean checkout cheap (paths relative to the
+# checkout, so another clone of the same commit hits the same entries).
+if command -v ccache >/dev/null; then
+  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+  configure_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${configure_args[@]}" >/dev/null
 cmake --build "$build_dir" "$@"

@@ -19,7 +19,7 @@ torchvision2_version="0.26.0"
 torch2_dir="$root/.deps/torch-$torch2_version"
 
 packages=(
-  build-essential cmake ninja-build git pkg-config
+  build-essential cmake ninja-build git pkg-config ccache
   libtorch-dev libopenblas0-openmp zlib1g-dev libgloo-dev
   catch2 libbenchmark-dev libcli11-dev
   doxygen libjs-mathjax
