@@ -125,15 +125,19 @@ inline RowLossCompute seesaw_rows(const char* fn, const torch::Tensor& target, c
                 return z;
               });
               zr[y] = xr[y];  // the target keeps its logit exactly
-              const T z_log_sum = std::log(simd_sum<T, W>(classes, [&](int64_t c, auto tag) {
+              // Σ e^{z − max z}, each term left in place of z for the gradient pass.
+              const T z_sum = simd_sum<T, W>(classes, [&](int64_t c, auto tag) {
                 using V = decltype(tag);
-                return fast::exp(load<V>(zr + c) - z_max);
-              }));
-              losses[i] = z_log_sum - (xr[y] - z_max);
+                const V e = fast::exp(load<V>(zr + c) - z_max);
+                store(zr + c, e);
+                return e;
+              });
+              losses[i] = std::log(z_sum) - (xr[y] - z_max);
               if (!grad) continue;
+              const T p_coef = factor / z_sum;
               simd_for<T, W>(classes, [&](int64_t c, auto tag) {
                 using V = decltype(tag);
-                store(zr + c, factor * fast::exp((load<V>(zr + c) - z_max) - z_log_sum));
+                store(zr + c, p_coef * load<V>(zr + c));
               });
               zr[y] -= factor;
             }

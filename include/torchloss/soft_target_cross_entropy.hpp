@@ -60,23 +60,27 @@ inline RowLossCompute soft_target_rows(const char* fn, const torch::Tensor& targ
           using W = decltype(width);
           const scalar_t* xr = xs + i * classes;
           const scalar_t* tr = ts + i * classes;
+          scalar_t* gr = grad ? grad + i * classes : nullptr;
           const scalar_t m = simd_max<scalar_t, W>(xr, classes);
-          // e^{x − m}, Σ t, Σ t (x − m) and the count of targets outside [0, 1] (NaN: not counted).
+          // e^{x − m} (kept in the gradient row), Σ t, Σ t (x − m) and the count of targets
+          // outside [0, 1] (NaN: not counted).
           const auto sums = simd_sums<scalar_t, W, 4>(classes, [&](int64_t c, auto tag) {
             using V = decltype(tag);
             const V gap = load<V>(xr + c) - m;
             const V tc = load<V>(tr + c);
-            return std::array<V, 4>{fast::exp(gap), tc, tc * gap, select((tc < 0) | (tc > 1), splat<V>(1), V{})};
+            const V e = fast::exp(gap);
+            if (gr) store(gr + c, e);
+            return std::array<V, 4>{e, tc, tc * gap, select((tc < 0) | (tc > 1), splat<V>(1), V{})};
           });
           if (sums[3] > 0) outside = true;
           const scalar_t log_sum = std::log(sums[0]);
           losses[i] = sums[1] * log_sum - sums[2];
-          if (!grad) return;
-          scalar_t* gr = grad + i * classes;
-          const scalar_t p_coef = factor * sums[1];
+          if (!gr) return;
+          // p = e^{x − m} / Σ: the gradient S·p − t scaled by the factor.
+          const scalar_t p_coef = factor * sums[1] / sums[0];
           simd_for<scalar_t, W>(classes, [&](int64_t c, auto tag) {
             using V = decltype(tag);
-            store(gr + c, p_coef * fast::exp((load<V>(xr + c) - m) - log_sum) - factor * load<V>(tr + c));
+            store(gr + c, p_coef * load<V>(gr + c) - factor * load<V>(tr + c));
           });
         });
       });
@@ -125,31 +129,35 @@ inline RowLossCompute mixup_rows(const char* fn, const torch::Tensor& y_a, const
             return;
           }
           const scalar_t* xr = xs + i * classes;
+          scalar_t* gr = grad ? grad + i * classes : nullptr;
           const scalar_t m = simd_max<scalar_t, W>(xr, classes);
+          // Σ e^{x − m} (each kept in the gradient row) and, with smoothing, Σ (x − m).
           scalar_t sum_exp, sum_gap = 0;
           if (off_t > 0) {
             const auto sums = simd_sums<scalar_t, W, 2>(classes, [&](int64_t c, auto tag) {
               using V = decltype(tag);
               const V gap = load<V>(xr + c) - m;
-              return std::array<V, 2>{fast::exp(gap), gap};
+              const V e = fast::exp(gap);
+              if (gr) store(gr + c, e);
+              return std::array<V, 2>{e, gap};
             });
             sum_exp = sums[0];
             sum_gap = sums[1];
           } else {
             sum_exp = simd_sum<scalar_t, W>(classes, [&](int64_t c, auto tag) {
               using V = decltype(tag);
-              return fast::exp(load<V>(xr + c) - m);
+              const V e = fast::exp(load<V>(xr + c) - m);
+              if (gr) store(gr + c, e);
+              return e;
             });
           }
           const scalar_t log_sum = std::log(sum_exp);
           losses[i] = log_sum - off_t * sum_gap - weight_a * (xr[a] - m) - weight_b * (xr[b] - m);
-          if (!grad) return;
-          scalar_t* gr = grad + i * classes;
-          const scalar_t smooth = factor * off_t;
+          if (!gr) return;
+          const scalar_t p_coef = factor / sum_exp, smooth = factor * off_t;
           simd_for<scalar_t, W>(classes, [&](int64_t c, auto tag) {
             using V = decltype(tag);
-            // (x − m) − log_sum: m + log_sum would round at large |m|.
-            store(gr + c, factor * fast::exp((load<V>(xr + c) - m) - log_sum) - smooth);
+            store(gr + c, p_coef * load<V>(gr + c) - smooth);
           });
           gr[a] -= factor * weight_a;
           gr[b] -= factor * weight_b;
