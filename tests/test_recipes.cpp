@@ -364,6 +364,28 @@ TEST_CASE("SeesawLoss counts only in training mode and carries its counts throug
   CHECK(text.str() == "torchloss::SeesawLoss(num_classes=4, p=0.8, q=2, eps=0.01, reduction=kMean, distributed=false)");
 }
 
+TEST_CASE("SeesawLoss sends each training batch's counts through its process_group before adding them", "[seesaw]") {
+  // A stand-in for an all-reduce over 3 ranks that all saw the same labels: it triples the counts.
+  std::vector<torch::Tensor> reduced;
+  torchloss::AllReduceFn triple([&reduced](torch::Tensor& counts) {
+    reduced.push_back(counts.clone());
+    counts.mul_(3);
+  });
+  torchloss::SeesawLoss loss(torchloss::SeesawLossOptions(4).process_group(triple));
+  const auto x = torch::randn({5, 4});
+  const auto y = torch::tensor({0, 2, 2, 3, 0});
+  loss(x, y);
+  REQUIRE(reduced.size() == 1);
+  CHECK(torch::equal(reduced[0], torch::tensor({2.0f, 0.0f, 2.0f, 1.0f})));
+  CHECK(torch::equal(loss->cum_samples, torch::tensor({6.0f, 0.0f, 6.0f, 3.0f})));
+  loss->eval();
+  loss(x, y);
+  CHECK(reduced.size() == 1);  // evaluation neither counts nor communicates
+  std::ostringstream text;
+  text << *loss;
+  CHECK(text.str().find("distributed=true") != std::string::npos);
+}
+
 TEST_CASE("recipe loss modules match their functions", "[soft_target][poly][distillation]") {
   torch::manual_seed(26);
   const auto x = torch::randn({6, 5});
