@@ -37,6 +37,23 @@ struct RowLossOutput {
 /// write the gradient, the factor f of that gradient) -> RowLossOutput.
 using RowLossCompute = std::function<RowLossOutput(const torch::Tensor& x, bool with_grad, double grad_factor)>;
 
+/// Sum of the lanes of v by halves (log2 of the lanes dependent additions, not one per lane):
+/// a row's closing reductions are a fixed cost per row, which short rows (C = 80) feel.
+template <typename V>
+inline lane_t<V> lane_sum_tree(V v) {
+  if constexpr (is_simd_v<V>) {
+    constexpr int lanes = static_cast<int>(lanes_v<V>);
+    lane_t<V> part[lanes];
+    for (int j = 0; j < lanes; ++j) part[j] = v[j];
+    for (int width = lanes / 2; width > 0; width /= 2) {
+      for (int j = 0; j < width; ++j) part[j] += part[j + width];
+    }
+    return part[0];
+  } else {
+    return v;
+  }
+}
+
 /// Σ_{k<n} of K quantities at once: `f(k, tag)` returns std::array<V, K> of the V of its tag
 /// (vector lanes, then the scalar tail), so one pass over a row feeds several sums.
 template <typename T, typename V, size_t K, typename F>
@@ -49,7 +66,7 @@ inline std::array<T, K> simd_sums(int64_t n, F&& f) {
     for (size_t j = 0; j < K; ++j) acc[j] += terms[j];
   }
   std::array<T, K> total{};
-  for (size_t j = 0; j < K; ++j) total[j] = lane_sum(acc[j]);
+  for (size_t j = 0; j < K; ++j) total[j] = lane_sum_tree(acc[j]);
   for (; k < n; ++k) {
     const std::array<T, K> terms = f(k, T{});
     for (size_t j = 0; j < K; ++j) total[j] += terms[j];
