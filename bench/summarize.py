@@ -40,6 +40,9 @@ DESCRIPTIONS = {
     "BM_LogitAdjustedCE": "Logit-adjusted cross entropy (τ = 1, counts 1000 → 10), forward + backward",
     "BM_LDAM": "LDAM (max margin 0.5, s = 30, counts 1000 → 10), forward + backward",
     "BM_ASL": "Asymmetric loss (γ+ = 0, γ− = 4, clip 0.05, binary targets, sum), forward + backward",
+    "BM_SoftTargetCE": "Soft-target cross entropy (softmax targets, mean over rows), forward + backward",
+    "BM_MixupCE": "Mixup cross entropy (λ = 0.7, label smoothing 0.1, y and y.flip(0)), forward + backward",
+    "BM_Seesaw": "Seesaw loss (p = 0.8, q = 2, ε = 0.01, counts updated each step), forward + backward",
 }
 
 

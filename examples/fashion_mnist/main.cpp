@@ -2,6 +2,7 @@
 /// Trains a small CNN on Fashion-MNIST with torchloss::WeightedCrossEntropyLoss.
 ///
 ///     fashion_mnist --epochs 2 --class-weights effective --label-smoothing 0.1 --plot
+///     fashion_mnist --epochs 2 --mixup 0.2 --label-smoothing 0.1   (torchloss::functional::mixup_cross_entropy)
 ///
 /// Prints the test accuracy after each epoch and writes, under --output-dir,
 /// metrics.csv, checkpoint/{model,optimizer}.pt and, with --plot, metrics.png.
@@ -24,6 +25,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -41,6 +43,7 @@ struct Settings : ex::TrainerOptions {
   double label_smoothing = 0.0;
   std::string class_weights = "none";
   double effective_number_beta = 0.999;
+  double mixup_alpha = 0.0;  // 0: no mixup
   bool plot = false;
 };
 
@@ -60,6 +63,11 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_option("--beta", settings.effective_number_beta, "Beta of --class-weights effective, in [0, 1)")
       ->capture_default_str()
       ->check(ex::in_range(0.0, 1.0, /*include_upper=*/false));
+  app.add_option("--mixup", settings.mixup_alpha,
+                 "Mixup with lambda ~ Beta(ALPHA, ALPHA) per batch, trained with mixup_cross_entropy (0: off; "
+                 "not with --class-weights)")
+      ->capture_default_str()
+      ->check(ex::at_least(0.0));
   app.add_flag("--plot", settings.plot, "Render the loss and accuracy curves to metrics.png");
 }
 
@@ -93,10 +101,18 @@ torch::Tensor make_class_weights(const std::string& scheme, const torch::Tensor&
   return {};
 }
 
+/// λ ~ Beta(α, α), from two Gamma(α) draws of torch's generator (seeded by --seed).
+double sample_mixup_lambda(double alpha) {
+  const torch::Tensor gammas = at::_standard_gamma(torch::full({2}, alpha, torch::kDouble));
+  return (gammas[0] / gammas.sum()).item<double>();
+}
+
 /// Runs one epoch of training; returns the mean training loss (batches weighted by size).
+/// With --mixup, each batch is mixed with its reverse and trained with mixup_cross_entropy.
 template <typename DataLoader>
 double train_one_epoch(FashionCnn& model, DataLoader& loader, torchloss::WeightedCrossEntropyLoss& loss_fn,
-                       torch::optim::Optimizer& optimizer, const torch::Device& device, ex::ProgressBar& progress) {
+                       const Settings& settings, torch::optim::Optimizer& optimizer, const torch::Device& device,
+                       ex::ProgressBar& progress) {
   model->train();
   double loss_sum = 0.0;
   std::int64_t examples_seen = 0;
@@ -105,7 +121,15 @@ double train_one_epoch(FashionCnn& model, DataLoader& loader, torchloss::Weighte
     const torch::Tensor images = batch.data.to(device);
     const torch::Tensor targets = batch.target.to(device);
     optimizer.zero_grad();
-    const torch::Tensor loss = loss_fn(model->forward(images), targets);
+    torch::Tensor loss;
+    if (settings.mixup_alpha > 0) {
+      const double lam = sample_mixup_lambda(settings.mixup_alpha);
+      loss = torchloss::functional::mixup_cross_entropy(
+          model->forward(lam * images + (1 - lam) * images.flip(0)), targets, targets.flip(0), lam,
+          torchloss::functional::MixupCrossEntropyFuncOptions().label_smoothing(settings.label_smoothing));
+    } else {
+      loss = loss_fn(model->forward(images), targets);
+    }
     loss.backward();
     optimizer.step();
 
@@ -128,6 +152,9 @@ void print_per_class_accuracy(const ex::ClassificationMetrics& metrics) {
 
 /// Loads the data, trains, evaluates after every epoch and writes the outputs; returns the exit code.
 int train(const Settings& settings) {
+  if (settings.mixup_alpha > 0 && settings.class_weights != "none") {
+    throw std::runtime_error("--mixup does not combine with --class-weights (mixup_cross_entropy has no class weights)");
+  }
   const int threads = ex::configure_threads(settings.threads);
   torch::manual_seed(settings.seed);
   const torch::Device device = torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
@@ -174,7 +201,7 @@ int train(const Settings& settings) {
     const auto epoch_start = std::chrono::steady_clock::now();
     ex::ProgressBar progress("epoch " + std::to_string(epoch) + "/" + std::to_string(settings.epochs),
                              batches_per_epoch, !settings.no_progress);
-    const double train_loss = train_one_epoch(model, *train_loader, loss_fn, optimizer, device, progress);
+    const double train_loss = train_one_epoch(model, *train_loader, loss_fn, settings, optimizer, device, progress);
     test_metrics = ex::evaluate_classifier(model, test_set, ex::kFashionMnistNumClasses, evaluation);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
 

@@ -13,3 +13,10 @@ smoke_check_csv("${OUTPUT_DIR}/metrics.csv"
 smoke_check_fractions("${OUTPUT_DIR}/metrics.csv" test_accuracy balanced_accuracy)
 smoke_check_files("${OUTPUT_DIR}" checkpoint/model.pt checkpoint/optimizer.pt)
 smoke_check_png("${OUTPUT_DIR}/metrics.png")
+
+# --mixup: mixup_cross_entropy trains and evaluates like the plain loss.
+smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --epochs 1 --limit 512 --test-limit 256
+          --no-progress --threads 2 --mixup 0.4 --label-smoothing 0.1 --output-dir "${OUTPUT_DIR}/mixup")
+smoke_check_csv("${OUTPUT_DIR}/mixup/metrics.csv"
+                HEADER "epoch,train_loss,test_loss,test_accuracy,balanced_accuracy,seconds" ROWS 1)
+smoke_check_fractions("${OUTPUT_DIR}/mixup/metrics.csv" test_accuracy balanced_accuracy)

@@ -173,6 +173,9 @@ std::vector<LossSpec> loss_registry() {
                          torchloss::LogitAdjustedCrossEntropyLossOptions(context.class_counts)
                              .tau(context.settings.tau)));
                    }});
+  specs.push_back({"seesaw", "Seesaw (counts learned in training)", false, [](const LossContext&) {
+                     return constant(torchloss::SeesawLoss(torchloss::SeesawLossOptions(kNumClasses)));
+                   }});
   return specs;
 }
 

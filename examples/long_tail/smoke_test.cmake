@@ -14,9 +14,9 @@ if(CHECK STREQUAL "all_losses")
             --epochs 1 --seeds 7 --no-progress --threads 1 --no-plot)
   smoke_check_csv("${OUTPUT_DIR}/runs.csv"
                   HEADER "loss,label,seed,balanced_accuracy,rare3_accuracy,accuracy,train_seconds"
-                  ROWS 9 TEXT_COLUMNS loss label)
+                  ROWS 10 TEXT_COLUMNS loss label)
   smoke_check_fractions("${OUTPUT_DIR}/runs.csv" balanced_accuracy rare3_accuracy accuracy)
-  foreach(loss ce ce_inverse ce_effective focal weighted_focal sigmoid_focal ghmc ldam_drw logit_adjusted)
+  foreach(loss ce ce_inverse ce_effective focal weighted_focal sigmoid_focal ghmc ldam_drw logit_adjusted seesaw)
     smoke_check_contains("${OUTPUT_DIR}/runs.csv" "\n${loss},[^\n]*,7,")
   endforeach()
   return()

@@ -7,6 +7,7 @@
 #include <torchloss/asymmetric_loss.hpp>
 #include <torchloss/center_loss.hpp>
 #include <torchloss/class_weights.hpp>
+#include <torchloss/distillation_loss.hpp>
 #include <torchloss/focal_loss.hpp>
 #include <torchloss/ghm_loss.hpp>
 #include <torchloss/ldam_loss.hpp>
@@ -14,6 +15,9 @@
 #include <torchloss/multi_task_loss.hpp>
 #include <torchloss/multilabel_soft_margin_loss.hpp>
 #include <torchloss/normed_linear.hpp>
+#include <torchloss/poly_loss.hpp>
+#include <torchloss/seesaw_loss.hpp>
 #include <torchloss/sigmoid_focal_loss.hpp>
+#include <torchloss/soft_target_cross_entropy.hpp>
 #include <torchloss/weighted_binary_cross_entropy.hpp>
 #include <torchloss/weighted_cross_entropy.hpp>
