@@ -405,6 +405,19 @@ TEST_CASE("linear_cross_entropy: gradients only where asked, none under NoGradGu
   const auto fused = F::linear_cross_entropy(h.x, w, h.b, h.y);
   const auto reference = unfused(h.x, w, h.b, h.y, F::LinearCrossEntropyFuncOptions());
   CHECK_THAT(torch::autograd::grad({fused}, {w})[0], AllClose(torch::autograd::grad({reference}, {w})[0], 1e-10, 1e-12));
+  // A second backward through the same graph (retain_graph) recomputes what the first handed over.
+  for (const auto& reduction : reductions()) {
+    INFO("reduction " << torch::enumtype::get_enum_name(reduction));
+    const auto o = F::LinearCrossEntropyFuncOptions().z_loss(0.1).chunk_size(4).reduction(reduction);
+    auto x = h.x.clone().requires_grad_();
+    const auto loss = F::linear_cross_entropy(x, w, h.b, h.y, o).sum();
+    loss.backward({}, /*retain_graph=*/true);
+    const auto first = x.grad().clone();
+    loss.backward();
+    CHECK_THAT(x.grad(), AllClose(2 * first, 1e-12, 1e-14));
+    const auto expected = torch::autograd::grad({unfused(x, w, h.b, h.y, o).sum()}, {x})[0];
+    CHECK_THAT(first, AllClose(expected, 1e-10, 1e-12));
+  }
   torch::NoGradGuard no_grad;
   const auto value = F::linear_cross_entropy(h.x, w, h.b, h.y);
   CHECK_FALSE(value.requires_grad());

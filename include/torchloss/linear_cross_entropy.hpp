@@ -256,7 +256,11 @@ inline std::pair<double, double> linear_cross_entropy_denominators(const LinearC
 struct LinearCrossEntropyState : torch::CustomClassHolder {
   LinearCrossEntropyConfig cfg;
   std::string fn;  ///< owns cfg.fn's text
-  /// Reduced losses: the gradients of the loss itself, computed in the forward pass.
+  /// Reduced losses: the gradient each row's CE and z-loss terms get per unit of the loss
+  /// (1/denominator for kMean, 1 for kSum), scalars.
+  torch::Tensor ce_scale, z_scale;
+  /// Reduced losses: the gradients of the loss itself, computed in the forward pass and handed
+  /// over by the first backward (a second one, with retain_graph, recomputes them).
   torch::Tensor grad_input, grad_weight, grad_bias;
 };
 
@@ -278,26 +282,24 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
     const bool any_grad = cfg.grad_input || cfg.grad_weight || cfg.grad_bias;
     torch::Tensor loss;
     if (cfg.reduction == at::Reduction::None) {
-      const auto pass = linear_cross_entropy_pass(in, cfg, /*keep_losses=*/true, /*grads=*/false);
-      loss = pass.losses;
+      loss = linear_cross_entropy_pass(in, cfg, /*keep_losses=*/true, /*grads=*/false).losses;
     } else {
       const bool mean = cfg.reduction == at::Reduction::Mean;
       const auto denominators = mean ? linear_cross_entropy_denominators(in, cfg.ignore_index)
                                      : std::pair<double, double>{1.0, 1.0};
-      const auto inverse = [&](double d) {
-        return torch::full({}, d > 0 ? 1.0 / d : 0.0, input.options());
-      };
-      const auto ce_scale = inverse(denominators.first), z_scale = inverse(denominators.second);
-      const auto pass = linear_cross_entropy_pass(in, cfg, /*keep_losses=*/false, any_grad, ce_scale, z_scale);
-      loss = pass.ce_sum * ce_scale;
-      if (cfg.z_loss > 0) loss = loss + cfg.z_loss * pass.z_sum * z_scale;
-      state->grad_input = pass.grad_input;
-      state->grad_weight = pass.grad_weight;
-      state->grad_bias = pass.grad_bias;
+      const auto inverse = [&](double d) { return torch::full({}, d > 0 ? 1.0 / d : 0.0, input.options()); };
+      state->ce_scale = inverse(denominators.first);
+      state->z_scale = inverse(denominators.second);
+      auto pass = linear_cross_entropy_pass(in, cfg, /*keep_losses=*/false, any_grad, state->ce_scale,
+                                            state->z_scale);
+      loss = pass.ce_sum * state->ce_scale;
+      if (cfg.z_loss > 0) loss = loss + cfg.z_loss * pass.z_sum * state->z_scale;
+      state->grad_input = std::move(pass.grad_input);
+      state->grad_weight = std::move(pass.grad_weight);
+      state->grad_bias = std::move(pass.grad_bias);
     }
-    if (cfg.reduction == at::Reduction::None && any_grad) {
-      ctx->save_for_backward({input, weight, in.bias, target, in.class_weight, in.offset});
-    }
+    // References to the inputs (no copies): kNone's backward, or a second backward, recomputes.
+    if (any_grad) ctx->save_for_backward({input, weight, in.bias, target, in.class_weight, in.offset});
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
     return {loss};
   }
@@ -307,21 +309,30 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
     const auto state = c10::static_intrusive_pointer_cast<LinearCrossEntropyState>(
         ctx->saved_data["state"].toCapsule());
     const auto& cfg = state->cfg;
+    const bool reduced = cfg.reduction != at::Reduction::None;
+    const bool computed = state->grad_input.defined() || state->grad_weight.defined() || state->grad_bias.defined();
     torch::Tensor grad_input, grad_weight, grad_bias;
-    if (cfg.reduction == at::Reduction::None) {
-      const auto saved = ctx->get_saved_variables();
-      const LinearCrossEntropyInputs in{saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]};
-      const auto scale = grad_outputs[0].to(in.input.scalar_type()).contiguous().view({-1});
-      const auto pass = linear_cross_entropy_pass(in, cfg, /*keep_losses=*/false, /*grads=*/true, scale, scale);
-      grad_input = pass.grad_input;
-      grad_weight = pass.grad_weight;
-      grad_bias = pass.grad_bias;
-    } else {
+    if (reduced && computed) {
+      // Scaled in place and handed over (the state lets go of them): a [C, D] weight gradient
+      // is not copied, and AccumulateGrad can keep it as the parameter's .grad.
       const auto scale = grad_outputs[0];
-      const auto scaled = [&](const torch::Tensor& grad) { return grad.defined() ? grad * scale : grad; };
+      const auto scaled = [&](torch::Tensor& grad) {
+        torch::Tensor out = std::move(grad);
+        return out.defined() ? out.mul_(scale) : out;
+      };
       grad_input = scaled(state->grad_input);
       grad_weight = scaled(state->grad_weight);
       grad_bias = scaled(state->grad_bias);
+    } else {
+      const auto saved = ctx->get_saved_variables();
+      const LinearCrossEntropyInputs in{saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]};
+      const auto upstream = grad_outputs[0].to(in.input.scalar_type()).contiguous().view({-1});
+      const auto ce_scale = reduced ? upstream * state->ce_scale : upstream;
+      const auto z_scale = reduced ? upstream * state->z_scale : upstream;
+      auto pass = linear_cross_entropy_pass(in, cfg, /*keep_losses=*/false, /*grads=*/true, ce_scale, z_scale);
+      grad_input = std::move(pass.grad_input);
+      grad_weight = std::move(pass.grad_weight);
+      grad_bias = std::move(pass.grad_bias);
     }
     return {grad_input, grad_weight, grad_bias, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
