@@ -210,8 +210,11 @@ inline LinearCrossEntropyPass linear_cross_entropy_pass(const LinearCrossEntropy
     torch::Tensor grad_logits;
     const auto ce_rows = chunk_scale(ce_scale, begin, rows);
     if (cpu_kernel) {
+      // In place over the chunk's logits (one [R, C] buffer, not two), unless the z-loss
+      // still needs them below.
+      const torch::Tensor in_place = cfg.z_loss > 0 ? torch::Tensor() : r.x;
       AT_DISPATCH_FLOATING_TYPES(r.x.scalar_type(), "torchloss_linear_cross_entropy_backward", [&] {
-        grad_logits = softmax_backward_cpu<CrossEntropyTerm, scalar_t>(r, f.stats, ce_rows, softmax_cfg, {});
+        grad_logits = softmax_backward_cpu<CrossEntropyTerm, scalar_t>(r, f.stats, ce_rows, softmax_cfg, {}, in_place);
       });
     } else {
       grad_logits = softmax_backward_aten<CrossEntropyTerm>(r, f.stats, ce_rows, softmax_cfg, {});
