@@ -41,7 +41,7 @@ torch::Tensor unfused(const torch::Tensor& x, const torch::Tensor& w, const torc
     auto psi = target;
     if (o.angular_margin() != 0) {
       const auto theta = target.acos();
-      psi = torch::where(theta + o.angular_margin() <= M_PI, (theta + o.angular_margin()).cos(),
+      psi = torch::where(theta + o.angular_margin() <= torchloss::detail::kPi, (theta + o.angular_margin()).cos(),
                          target - o.angular_margin() * std::sin(o.angular_margin()));
     }
     l = l.scatter(1, safe, torch::where(valid.unsqueeze(1), psi - o.additive_margin(), target));
