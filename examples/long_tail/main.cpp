@@ -68,6 +68,7 @@ struct Settings : ex::TrainerOptions {
   double tau = 1.0;
   bool resume = false;
   bool no_plot = false;
+  bool fused_head = false;  // LinearCrossEntropyLoss: the linear head and the loss in one
 };
 
 /// What a loss factory may use: the training counts and the settings.
@@ -75,6 +76,9 @@ struct LossContext {
   torch::Tensor class_counts;  // int64 [C] of the long-tailed training set
   const Settings& settings;
 };
+
+/// Options of a fused head, or none.
+using optional_fused_options = torchloss::optional<torchloss::LinearCrossEntropyLossOptions>;
 
 /// The loss of one batch's logits.
 using LogitLoss = std::function<torch::Tensor(const torch::Tensor& logits, const torch::Tensor& targets)>;
@@ -179,23 +183,56 @@ std::vector<LossSpec> loss_registry() {
   return specs;
 }
 
-/// The shared network with a linear or a cosine (NormedLinear) classifier on top.
+/// The fused head (--fused-head) that trains as `spec`'s linear head and loss do, for the
+/// losses that are a cross entropy of linear logits; throws for the others.
+torchloss::LinearCrossEntropyLossOptions fused_head_options(const LossSpec& spec, const LossContext& context) {
+  torchloss::LinearCrossEntropyLossOptions options(ex::ConvFeaturesOptions().feature_dim, kNumClasses);
+  if (spec.name == "ce") return options;
+  if (spec.name == "ce_inverse") {
+    return options.class_weight(torchloss::class_weights::inverse_frequency(context.class_counts));
+  }
+  if (spec.name == "ce_effective") return options.class_weight(effective_weights(context));
+  if (spec.name == "logit_adjusted") return options.class_counts(context.class_counts).tau(context.settings.tau);
+  throw std::invalid_argument("--fused-head: loss '" + spec.name +
+                              "' is not a cross entropy of linear logits (use ce, ce_inverse, ce_effective or "
+                              "logit_adjusted)");
+}
+
+/// The shared network with a linear or a cosine (NormedLinear) classifier on top, or with a
+/// fused head (LinearCrossEntropyLoss: the same Linear parameters, initialised alike, whose
+/// training loss never materialises the logits).
 class LongTailNetImpl : public torch::nn::Module {
  public:
-  explicit LongTailNetImpl(bool normed_head) {
+  explicit LongTailNetImpl(bool normed_head, optional_fused_options fused = {}) {
     features_ = register_module("features", ex::ConvFeatures(ex::ConvFeaturesOptions()));
     const std::int64_t feature_dim = features_->options().feature_dim;
+    if (fused) {
+      fused_head_ = register_module("head", torchloss::LinearCrossEntropyLoss(*fused));
+      return;
+    }
     head_ = normed_head ? torch::nn::AnyModule(torchloss::NormedLinear(feature_dim, kNumClasses))
                         : torch::nn::AnyModule(torch::nn::Linear(feature_dim, kNumClasses));
     register_module("head", head_.ptr());
   }
 
   /// Maps images [N, 1, 28, 28] to logits [N, 10].
-  torch::Tensor forward(const torch::Tensor& images) { return head_.forward(features_->forward(images)); }
+  torch::Tensor forward(const torch::Tensor& images) {
+    const auto features = features_->forward(images);
+    return fused_head_ ? fused_head_->logits(features) : head_.forward(features);
+  }
+
+  /// The fused head's training loss of images against their labels.
+  torch::Tensor fused_loss(const torch::Tensor& images, const torch::Tensor& targets) {
+    return fused_head_(features_->forward(images), targets);
+  }
+
+  /// Whether the head is fused with the loss.
+  bool fused() const { return !fused_head_.is_empty(); }
 
  private:
   ex::ConvFeatures features_{nullptr};
   torch::nn::AnyModule head_;
+  torchloss::LinearCrossEntropyLoss fused_head_{nullptr};
 };
 TORCH_MODULE(LongTailNet);
 
@@ -228,6 +265,7 @@ std::string comparable_settings(const Settings& s) {
        << " beta=" << s.beta << " gamma=" << s.gamma << " ghm_bins=" << s.ghm_bins
        << " ghm_momentum=" << s.ghm_momentum << " ldam_max_margin=" << s.ldam_max_margin
        << " ldam_scale=" << s.ldam_scale << " drw_epoch=" << s.drw_epoch << " tau=" << s.tau;
+  if (s.fused_head) line << " fused_head=1";
   return line.str();
 }
 
@@ -353,8 +391,10 @@ double mean_recall(const ex::ClassificationMetrics& metrics, const std::vector<s
 RunResult run_one(const LossSpec& spec, std::uint64_t seed, const Data& data, const Settings& settings,
                   Outputs& outputs) {
   torch::manual_seed(seed);
-  LongTailNet model(spec.normed_head);
-  const EpochLoss epoch_loss = spec.make(LossContext{data.class_counts, settings});
+  const LossContext context{data.class_counts, settings};
+  LongTailNet model(spec.normed_head,
+                    settings.fused_head ? optional_fused_options(fused_head_options(spec, context)) : optional_fused_options());
+  const EpochLoss epoch_loss = spec.make(context);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(settings.learning_rate));
   ex::TrainEpochOptions train_options;
   train_options.batch_size = settings.batch_size;
@@ -370,7 +410,7 @@ RunResult run_one(const LossSpec& spec, std::uint64_t seed, const Data& data, co
     const ex::EpochStats stats = ex::train_one_epoch(
         *model, optimizer,
         [&model, &loss](const torch::Tensor& images, const torch::Tensor& targets) {
-          return loss(model->forward(images), targets);
+          return model->fused() ? model->fused_loss(images, targets) : loss(model->forward(images), targets);
         },
         data.train.images(), data.train.targets(), train_options, &progress);
     result.train_seconds += stats.seconds;
@@ -477,6 +517,9 @@ std::vector<LossSpec> selected_losses(const std::vector<std::string>& names) {
 
 int compare(const Settings& settings) {
   const std::vector<LossSpec> specs = selected_losses(settings.losses);
+  if (settings.fused_head) {
+    for (const LossSpec& spec : specs) fused_head_options(spec, LossContext{torch::ones({kNumClasses}), settings});
+  }
   const int threads = ex::configure_threads(settings.threads);
   const Data data = load_data(settings);
   std::printf("long-tailed Fashion-MNIST (imbalance %s): %lld training images, per class",
@@ -571,6 +614,9 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_flag("--resume", settings.resume,
                "Keep the (loss, seed) runs already in --output-dir/runs.csv and run only the missing ones");
   app.add_flag("--no-plot", settings.no_plot, "Do not render long_tail.png");
+  app.add_flag("--fused-head", settings.fused_head,
+               "Train with torchloss::LinearCrossEntropyLoss, the linear head and the loss fused (the logits "
+               "exist only for evaluation); for ce, ce_inverse, ce_effective and logit_adjusted");
 }
 
 }  // namespace

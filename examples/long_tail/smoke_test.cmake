@@ -5,9 +5,59 @@
 #               summary.csv must be well formed, results.md must hold the table with both
 #               seeds, long_tail.png must exist.
 # all_losses:   every loss of the comparison, 1 seed, 1 epoch, on a smaller subset: one row each.
+# fused_head:   three cross-entropy losses x 1 seed x 2 epochs at one thread, with the linear head
+#               and with --fused-head (LinearCrossEntropyLoss): the same seed must give the same
+#               training curve (train loss and test accuracies per epoch within 1e-4).
 # missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
 include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
-smoke_begin(long_tail training all_losses)
+smoke_begin(long_tail training all_losses fused_head)
+
+if(CHECK STREQUAL "fused_head")
+  set(fused_args --data-dir "${DATA_DIR}" --limit 1200 --test-limit 300 --epochs 2 --seeds 3
+                 --losses ce,ce_effective,logit_adjusted --no-progress --threads 1 --no-plot)
+  smoke_run("${EXAMPLE}" ${fused_args} --output-dir "${OUTPUT_DIR}/linear")
+  smoke_run("${EXAMPLE}" ${fused_args} --output-dir "${OUTPUT_DIR}/fused" --fused-head)
+  # A plain decimal number (as metrics.csv writes them) in millionths: integer math only.
+  function(decimal_in_millionths text out_var)
+    if(NOT text MATCHES "^([0-9]+)(\\.([0-9]*))?$")
+      message(FATAL_ERROR "metrics.csv: '${text}' is not a plain decimal number")
+    endif()
+    set(integer "${CMAKE_MATCH_1}")
+    string(SUBSTRING "${CMAKE_MATCH_3}000000" 0 6 fraction)
+    math(EXPR value "${integer} * 1000000 + 1${fraction} - 1000000")  # the leading 1 keeps zeros
+    set(${out_var} ${value} PARENT_SCOPE)
+  endfunction()
+  file(STRINGS "${OUTPUT_DIR}/linear/metrics.csv" linear_rows)
+  file(STRINGS "${OUTPUT_DIR}/fused/metrics.csv" fused_rows)
+  list(LENGTH linear_rows row_count)
+  list(LENGTH fused_rows fused_row_count)
+  if(NOT row_count EQUAL 7 OR NOT fused_row_count EQUAL 7)
+    message(FATAL_ERROR "metrics.csv: expected a header and 6 rows, got ${row_count} and ${fused_row_count} lines")
+  endif()
+  math(EXPR last "${row_count} - 1")
+  foreach(index RANGE 1 ${last})
+    list(GET linear_rows ${index} linear_row)
+    list(GET fused_rows ${index} fused_row)
+    string(REPLACE "," ";" linear_fields "${linear_row}")
+    string(REPLACE "," ";" fused_fields "${fused_row}")
+    foreach(column RANGE 0 6)  # loss, seed, epoch, train_loss, test/balanced/rare3 accuracy
+      list(GET linear_fields ${column} expected)
+      list(GET fused_fields ${column} actual)
+      if(column LESS 3)
+        set(close "${expected}" STREQUAL "${actual}")
+      else()
+        decimal_in_millionths("${expected}" expected_value)
+        decimal_in_millionths("${actual}" actual_value)
+        math(EXPR difference "${expected_value} - ${actual_value}")
+        set(close ${difference} GREATER_EQUAL -100 AND ${difference} LESS_EQUAL 100)
+      endif()
+      if(NOT (${close}))
+        message(FATAL_ERROR "--fused-head changed the training curve: '${fused_row}' vs '${linear_row}'")
+      endif()
+    endforeach()
+  endforeach()
+  return()
+endif()
 
 if(CHECK STREQUAL "all_losses")
   smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 600 --test-limit 200

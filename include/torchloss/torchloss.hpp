@@ -11,6 +11,7 @@
 #include <torchloss/focal_loss.hpp>
 #include <torchloss/ghm_loss.hpp>
 #include <torchloss/ldam_loss.hpp>
+#include <torchloss/linear_cross_entropy.hpp>
 #include <torchloss/logit_adjusted_cross_entropy.hpp>
 #include <torchloss/multi_task_loss.hpp>
 #include <torchloss/multilabel_soft_margin_loss.hpp>

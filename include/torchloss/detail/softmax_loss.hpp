@@ -230,12 +230,13 @@ SoftmaxForward softmax_forward_cpu(const SoftmaxRows& r, const SoftmaxLossConfig
 /// Fused CPU backward: one pass per row writing
 /// grad_k = g·[p_k (ε W / C − (1−ε) w_y h) − ε w_k / C] + δ_{k y} g (1−ε) w_y h,
 /// with p from the logits z the forward saw (p_k = e^{s (u_k − max u) − log_sum} when they
-/// were transformed) and g scaled by s (∂z/∂x = s).
+/// were transformed) and g scaled by s (∂z/∂x = s). Into `grad` when given, which may be r.x
+/// itself (each entry is read before it is written), else into a new tensor.
 template <class Term, typename T, bool Transformed>
 torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tensor& stats_tensor,
                                         const torch::Tensor& scale, const SoftmaxLossConfig& cfg,
-                                        const typename Term::Params& params) {
-  auto grad = torch::empty_like(r.x);
+                                        const typename Term::Params& params, torch::Tensor grad = {}) {
+  if (!grad.defined()) grad = torch::empty_like(r.x);
   const T* x = r.x.data_ptr<T>();
   const int64_t* target = r.target.data_ptr<int64_t>();
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
@@ -301,13 +302,16 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
   return grad;
 }
 
-/// Fused CPU backward of a softmax loss (the plain or the transformed-logit kernel).
+/// Fused CPU backward of a softmax loss (the plain or the transformed-logit kernel), into
+/// `grad` when given (r.x itself for an in-place backward).
 template <class Term, typename T>
 torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& stats_tensor,
                                    const torch::Tensor& scale, const SoftmaxLossConfig& cfg,
-                                   const typename Term::Params& params) {
-  if (has_logit_transform(r, cfg)) return softmax_backward_cpu_impl<Term, T, true>(r, stats_tensor, scale, cfg, params);
-  return softmax_backward_cpu_impl<Term, T, false>(r, stats_tensor, scale, cfg, params);
+                                   const typename Term::Params& params, const torch::Tensor& grad = {}) {
+  if (has_logit_transform(r, cfg)) {
+    return softmax_backward_cpu_impl<Term, T, true>(r, stats_tensor, scale, cfg, params, grad);
+  }
+  return softmax_backward_cpu_impl<Term, T, false>(r, stats_tensor, scale, cfg, params, grad);
 }
 
 /// The unscaled transformed logits u = x + b − m_y·onehot(y) as a tensor (the ATen path;
