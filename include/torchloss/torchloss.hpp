@@ -5,8 +5,10 @@
 #include <torchloss/version.hpp>
 
 #include <torchloss/asymmetric_loss.hpp>
+#include <torchloss/batch_hard_triplet_loss.hpp>
 #include <torchloss/center_loss.hpp>
 #include <torchloss/class_weights.hpp>
+#include <torchloss/combined_margin_loss.hpp>
 #include <torchloss/focal_loss.hpp>
 #include <torchloss/ghm_loss.hpp>
 #include <torchloss/ldam_loss.hpp>
@@ -15,5 +17,6 @@
 #include <torchloss/multilabel_soft_margin_loss.hpp>
 #include <torchloss/normed_linear.hpp>
 #include <torchloss/sigmoid_focal_loss.hpp>
+#include <torchloss/supervised_contrastive_loss.hpp>
 #include <torchloss/weighted_binary_cross_entropy.hpp>
 #include <torchloss/weighted_cross_entropy.hpp>

@@ -26,6 +26,13 @@
 /// then exactly 0 in every pass (a scaled logit of 3e5 has a float ulp of 0.03, which a
 /// recomputation could round differently), and no precision is lost to large \f$s\,x\f$.
 /// The default (no offset, s = 1, no margin) runs the plain kernels, untouched.
+///
+/// A per-sample margin \f$\mu_i\f$ may further be taken off row i's target logit,
+/// \f$u_{i,y_i} = x_{i,y_i} + b_{y_i} - m_{y_i} - \mu_i\f$, where \f$\mu_i\f$ may depend on
+/// \f$x_{i,y_i}\f$ alone (CombinedMarginLoss: \f$\mu_i = x_{i,y_i} - \psi(x_{i,y_i}) + m_3\f$). Its
+/// caller also supplies the slope \f$\partial u_{i,y_i} / \partial x_{i,y_i}\f$, which multiplies
+/// the target entry of the gradient (the other entries are unchanged: \f$\mu_i\f$ reads
+/// nothing else).
 
 #include <torchloss/detail/checks.hpp>
 #include <torchloss/detail/fast_math.hpp>
@@ -57,18 +64,21 @@ struct LogitTransform {
   torch::Tensor offset;  ///< b [C], added to every row; undefined: none
   torch::Tensor margin;  ///< m [C], m_y taken off the target logit; undefined: none
   double scale = 1.0;    ///< s > 0, multiplies the shifted logits
+  torch::Tensor sample_margin;  ///< μ [rows], taken off row i's target logit; undefined: none
+  torch::Tensor target_slope;   ///< ∂u_y/∂x_y [rows] when μ depends on x_y; undefined: 1
 };
 
 /// Tensors in the kernels' layout: x [rows, C] contiguous in the compute dtype, target [rows].
 struct SoftmaxRows {
   torch::Tensor x, target, weight;
   torch::Tensor offset, margin;  ///< the LogitTransform's b and m [C] (undefined when none)
+  torch::Tensor sample_margin, target_slope;  ///< the LogitTransform's μ and slope [rows]
   int64_t rows = 0, classes = 0;
 };
 
 /// Whether the rows carry a logit transform (the kernels then take their transformed form).
 inline bool has_logit_transform(const SoftmaxRows& r, const SoftmaxLossConfig& cfg) {
-  return r.offset.defined() || r.margin.defined() || cfg.logit_scale != 1.0;
+  return r.offset.defined() || r.margin.defined() || r.sample_margin.defined() || cfg.logit_scale != 1.0;
 }
 
 /// Moves the class dim last ([N, C, d...] -> [N·d..., C]) and converts to the compute dtype.
@@ -129,6 +139,7 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
   const T* offset = r.offset.defined() ? r.offset.template data_ptr<T>() : nullptr;
   const T* margin = r.margin.defined() ? r.margin.template data_ptr<T>() : nullptr;
+  const T* sample_margin = r.sample_margin.defined() ? r.sample_margin.template data_ptr<T>() : nullptr;
   const T logit_scale = static_cast<T>(cfg.logit_scale);
   T* losses = out.losses.template data_ptr<T>();
   T* stats = out.stats.template data_ptr<T>();
@@ -174,7 +185,7 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
           };
           T m, sum_exp, target_gap, margin_t = 0;  // target_gap = z_t − max z
           if constexpr (Transformed) {
-            margin_t = margin ? margin[t] : T(0);
+            margin_t = (margin ? margin[t] : T(0)) + (sample_margin ? sample_margin[i] : T(0));
             const T u_t = shifted(t, T{}) - margin_t;
             const auto after = [&](int64_t c, auto tag) { return shifted(t + 1 + c, tag); };
             m = std::max(std::max(simd_max_of<T, W>(t, shifted), simd_max_of<T, W>(C - t - 1, after)), u_t);
@@ -241,6 +252,8 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
   const T* offset = r.offset.defined() ? r.offset.template data_ptr<T>() : nullptr;
   const T* margin = r.margin.defined() ? r.margin.template data_ptr<T>() : nullptr;
+  const T* sample_margin = r.sample_margin.defined() ? r.sample_margin.template data_ptr<T>() : nullptr;
+  const T* target_slope = r.target_slope.defined() ? r.target_slope.template data_ptr<T>() : nullptr;
   const T logit_scale = static_cast<T>(cfg.logit_scale);
   const T* stats = stats_tensor.data_ptr<T>();
   const auto scale_c = scale.contiguous();
@@ -276,7 +289,8 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
           }
         };
         const T gi = Transformed ? g[i * g_stride] * logit_scale : g[i * g_stride];
-        const T margin_t = Transformed && margin ? margin[t] : T(0);
+        const bool target_margined = Transformed && (margin || sample_margin);
+        const T margin_t = target_margined ? (margin ? margin[t] : T(0)) + (sample_margin ? sample_margin[i] : T(0)) : T(0);
         const T logp_t = Transformed ? logit_scale * ((offset ? xr[t] + offset[t] : xr[t]) - margin_t - m) - log_sum
                                      : logp(t, T{});
         const T w_y = w ? w[t] : T(1);
@@ -289,12 +303,13 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
           if (eps > 0) grad_c = grad_c - smooth * (w ? load<V>(w + c) : splat<V>(1));
           store(gr + c, grad_c);
         });
-        if (Transformed && margin) {
+        if (target_margined) {
           // The loop used the unmargined target logit; redo the target with its margin.
           gr[t] = p_coef * fast::exp(logp_t) - (eps > 0 ? smooth * w_y : T(0)) + target_coef;
         } else {
           gr[t] += target_coef;
         }
+        if (Transformed && target_slope) gr[t] *= target_slope[i];
       }
     });
   });
@@ -316,8 +331,10 @@ torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& st
 inline torch::Tensor shifted_logits(const SoftmaxRows& r, const torch::Tensor& safe_target) {
   auto u = r.x;
   if (r.offset.defined()) u = u + r.offset;
-  if (r.margin.defined()) {
-    u = u.scatter_add(1, safe_target.unsqueeze(1), -r.margin.index_select(0, safe_target).unsqueeze(1));
+  if (r.margin.defined() || r.sample_margin.defined()) {
+    auto target_margin = r.margin.defined() ? r.margin.index_select(0, safe_target) : r.sample_margin;
+    if (r.margin.defined() && r.sample_margin.defined()) target_margin = target_margin + r.sample_margin;
+    u = u.scatter_add(1, safe_target.unsqueeze(1), -target_margin.unsqueeze(1));
   }
   return u;
 }
@@ -373,7 +390,10 @@ torch::Tensor softmax_backward_aten(const SoftmaxRows& r, const torch::Tensor& s
     const auto smooth = (g * (eps / static_cast<double>(r.classes))).unsqueeze(1);
     grad = grad + smooth * (w.sum() * p - w.unsqueeze(0));
   }
-  return grad.scatter_add(1, safe_target.unsqueeze(1), target_coef.unsqueeze(1));
+  grad = grad.scatter_add(1, safe_target.unsqueeze(1), target_coef.unsqueeze(1));
+  if (!r.target_slope.defined()) return grad;
+  const auto target_grad = grad.gather(1, safe_target.unsqueeze(1)) * r.target_slope.unsqueeze(1);
+  return grad.scatter(1, safe_target.unsqueeze(1), target_grad);
 }
 
 /// The autograd function of every softmax loss: forward and analytic backward above, the
@@ -388,10 +408,14 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
                                                 const torch::Tensor& input, const torch::Tensor& target,
                                                 const optional<torch::Tensor>& weight,
                                                 const optional<torch::Tensor>& logit_offset,
-                                                const optional<torch::Tensor>& target_margin, SoftmaxLossConfig cfg,
+                                                const optional<torch::Tensor>& target_margin,
+                                                const optional<torch::Tensor>& sample_margin,
+                                                const optional<torch::Tensor>& target_slope, SoftmaxLossConfig cfg,
                                                 typename Term::Params params) {
-    const SoftmaxRows r = softmax_rows(input, target, weight.value_or(torch::Tensor()),
-                                       logit_offset.value_or(torch::Tensor()), target_margin.value_or(torch::Tensor()));
+    SoftmaxRows r = softmax_rows(input, target, weight.value_or(torch::Tensor()),
+                                 logit_offset.value_or(torch::Tensor()), target_margin.value_or(torch::Tensor()));
+    if (sample_margin) r.sample_margin = sample_margin->to(r.x.scalar_type()).contiguous();
+    if (target_slope) r.target_slope = target_slope->to(r.x.scalar_type()).contiguous();
     SoftmaxForward f;
     if (use_cpu_kernel(r.x)) {
       AT_DISPATCH_FLOATING_TYPES(r.x.scalar_type(), "torchloss_softmax_forward", [&] {
@@ -400,7 +424,7 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     } else {
       f = softmax_forward_aten<Term>(r, cfg, params);
     }
-    ctx->save_for_backward({r.x, r.target, r.weight, f.stats, r.offset, r.margin});
+    ctx->save_for_backward({r.x, r.target, r.weight, f.stats, r.offset, r.margin, r.sample_margin, r.target_slope});
     ctx->saved_data["input_sizes"] = input.sizes().vec();
     ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
     ctx->saved_data["denominator"] = f.denominator;
@@ -425,6 +449,8 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     r.weight = saved[2];
     r.offset = saved[4];
     r.margin = saved[5];
+    r.sample_margin = saved[6];
+    r.target_slope = saved[7];
     r.rows = r.x.size(0);
     r.classes = r.x.size(1);
     const auto& stats = saved[3];
@@ -447,7 +473,8 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     const auto input_dtype = static_cast<torch::ScalarType>(ctx->saved_data["input_dtype"].toInt());
     // Labels, weights, the transform's constants and the options get no gradient.
     return {from_softmax_rows(grad, ctx->saved_data["input_sizes"].toIntVector(), input_dtype), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -467,13 +494,16 @@ torch::Tensor softmax_loss(const torch::Tensor& input, const torch::Tensor& targ
   check_class_vector(cfg.fn, input, weight, input.size(1), weight_name);
   check_class_vector(cfg.fn, input, transform.offset, input.size(1), "logit offset");
   check_class_vector(cfg.fn, input, transform.margin, input.size(1), "margin");
+  TORCH_INTERNAL_ASSERT(!transform.sample_margin.defined() || transform.sample_margin.numel() == target.numel());
+  TORCH_INTERNAL_ASSERT(!transform.target_slope.defined() || transform.target_slope.numel() == target.numel());
   check_range(cfg.fn, "label_smoothing", cfg.label_smoothing, 0.0, 1.0);
   TORCH_CHECK(transform.scale > 0 && std::isfinite(transform.scale), cfg.fn,
               ": scale must be a finite number > 0, got ", transform.scale);
   SoftmaxLossConfig transformed_cfg = cfg;
   transformed_cfg.logit_scale = transform.scale;
   return SoftmaxLossFunction<Term>::apply(input, target, optional_tensor(weight), optional_tensor(transform.offset),
-                                          optional_tensor(transform.margin), transformed_cfg, params)[0];
+                                          optional_tensor(transform.margin), optional_tensor(transform.sample_margin),
+                                          optional_tensor(transform.target_slope), transformed_cfg, params)[0];
 }
 
 }  // namespace detail
