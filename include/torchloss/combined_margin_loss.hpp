@@ -61,10 +61,14 @@ constexpr const char* kCombinedMarginFn = "torchloss::combined_margin_loss";
 /// π (M_PI is not standard C++).
 inline constexpr double kPi = 3.14159265358979323846;
 
-/// The margins of one call, as the per-sample target transform reads them.
+/// The margins of one call, as the per-sample target transform reads them (the trigonometry
+/// done once per call, not per sample).
 struct CombinedMargin {
   double angular, additive;
   bool easy;
+  double cos_m, sin_m;  ///< cos m2, sin m2
+  double threshold;     ///< where the angular branch starts: cos(π − m2), or 0 with easy margin
+  double fallback;      ///< what the fallback branch takes off c: m2 sin m2, or 0 with easy margin
   /// \f$\sin\theta\f$ at the cosine nearest 1 below it in the compute dtype: the floor of the
   /// sine in the slope, so the slope at \f$\cos\theta = \pm 1\f$ is its value at the nearest
   /// representable cosine, and unchanged everywhere else.
@@ -75,7 +79,14 @@ struct CombinedMargin {
 inline CombinedMargin combined_margin(double angular, double additive, bool easy, torch::ScalarType dtype) {
   const double below_one = dtype == torch::kDouble ? std::nextafter(1.0, 0.0)
                                                    : static_cast<double>(std::nextafter(1.0f, 0.0f));
-  return {angular, additive, easy, std::sqrt((1.0 - below_one) * (1.0 + below_one))};
+  return {angular,
+          additive,
+          easy,
+          std::cos(angular),
+          std::sin(angular),
+          easy ? 0.0 : std::cos(kPi - angular),
+          easy ? 0.0 : angular * std::sin(angular),
+          std::sqrt((1.0 - below_one) * (1.0 + below_one))};
 }
 
 /// mask ? a : b, for doubles and for tensors (the ψ formula is written once for both).
@@ -100,52 +111,29 @@ struct TargetTransform {
 template <typename V>
 TargetTransform<V> combined_target_transform(const V& c, const CombinedMargin& m) {
   using std::sqrt;  // doubles; tensors find at::sqrt by argument-dependent lookup
-  const double cos_m = std::cos(m.angular), sin_m = std::sin(m.angular);
   // Cosines a rounding step outside [-1, 1] (NormedLinear's) have sine 0, not NaN.
   const V sine = sqrt(at_least((1.0 - c) * (1.0 + c), 0.0));
-  const V angular = c * cos_m - sine * sin_m;
-  const V angular_slope = c * (sin_m / at_least(sine, m.sine_floor)) + cos_m;
-  const auto on_angular = m.easy ? c > 0.0 : c >= std::cos(kPi - m.angular);
-  const V fallback = m.easy ? c : c - m.angular * sin_m;
-  const V value = select_where(on_angular, angular, fallback);
+  const V angular = c * m.cos_m - sine * m.sin_m;
+  const V angular_slope = c * (m.sin_m / at_least(sine, m.sine_floor)) + m.cos_m;
+  const auto on_angular = m.easy ? c > m.threshold : c >= m.threshold;
+  const V value = select_where(on_angular, angular, c - m.fallback);
   return {c - value + m.additive, select_where(on_angular, angular_slope, c * 0.0 + 1.0)};
 }
 
-/// The per-sample margins μ [N] and slopes [N] of cosine logits `cos` [N, C] for targets `target`
-/// (rows of ignored or invalid targets get μ = 0, slope 1; the kernels skip or reject them).
-inline TargetTransform<torch::Tensor> combined_target_transforms(const torch::Tensor& cos, const torch::Tensor& target,
-                                                                 const CombinedMargin& m, int64_t ignore_index) {
-  const auto dtype = compute_dtype(cos.scalar_type());
-  const int64_t n = cos.size(0), classes = cos.size(1);
-  if (cos.device().is_cpu() && !force_aten_path) {
-    const auto x = cos.to(dtype).contiguous();
-    const auto y = target.contiguous();
-    auto margins = torch::zeros({n}, x.options().dtype(torch::kDouble));
-    auto slopes = torch::ones({n}, x.options().dtype(torch::kDouble));
-    double* margin = margins.data_ptr<double>();
-    double* slope = slopes.data_ptr<double>();
-    const int64_t* label = y.data_ptr<int64_t>();
-    AT_DISPATCH_FLOATING_TYPES(dtype, "torchloss_combined_margin_targets", [&] {
-      const scalar_t* xs = x.data_ptr<scalar_t>();
-      at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t t = label[i];
-          if (t < 0 || t >= classes) continue;  // ignored, or rejected by the kernel
-          const auto transform = combined_target_transform(static_cast<double>(xs[i * classes + t]), m);
-          margin[i] = transform.margin;
-          slope[i] = transform.slope;
-        }
-      });
-    });
-    return {margins, slopes};
+/// The combined margin as the softmax kernels' per-sample target transform.
+struct CombinedMarginTransform final : TargetLogitTransform {
+  explicit CombinedMarginTransform(const CombinedMargin& m) : margin(m) {}
+  void at(double c, double& mu, double& slope) const override {
+    const auto transform = combined_target_transform(c, margin);
+    mu = transform.margin;
+    slope = transform.slope;
   }
-  check_labels_in_range(kCombinedMarginFn, target, classes, ignore_index);
-  const auto valid = target != ignore_index;
-  const auto safe_target = target.masked_fill(~valid, 0);
-  const auto c = cos.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(torch::kDouble);
-  const auto transform = combined_target_transform(c, m);
-  return {transform.margin.masked_fill(~valid, 0.0), transform.slope.masked_fill(~valid, 1.0)};
-}
+  std::pair<torch::Tensor, torch::Tensor> at(const torch::Tensor& c) const override {
+    const auto transform = combined_target_transform(c.to(torch::kDouble), margin);
+    return {transform.margin.to(c.scalar_type()), transform.slope.to(c.scalar_type())};
+  }
+  CombinedMargin margin;
+};
 
 /// Checks the options of a combined margin loss (messages start with `fn`).
 inline void check_combined_margin_options(const char* fn, double scale, double angular, double additive) {
@@ -178,8 +166,8 @@ using CombinedMarginLossFuncOptions = CombinedMarginLossOptions;
 /// is finite everywhere (and NormedLinear's zero Jacobian at \f$c = 1\f$ turns it into 0, not NaN).
 /// Cosines a rounding step outside [−1, 1] are treated as ±1 in \f$\sin\theta\f$.
 ///
-/// One fused pass over the logits (the scale and the target transform are applied inside the
-/// softmax kernels; the per-sample \f$\psi\f$ is an O(N) pre-pass). kMean divides by the number
+/// One fused pass over the logits: the scale and \f$\psi\f$ are applied inside the softmax
+/// kernels, \f$\psi\f$ once per row on the target cosine the kernel reads anyway. kMean divides by the number
 /// of non-ignored targets (0 when all are ignored). float16/bfloat16 are computed in float32.
 /// Errors ("torchloss::combined_margin_loss: ..."): input not a floating-point [N, C] tensor,
 /// target not int64 [N], a label outside [0, C) that is not ignore_index, \f$s \le 0\f$,
@@ -192,19 +180,16 @@ inline torch::Tensor combined_margin_loss(const torch::Tensor& cos, const torch:
   detail::check_combined_margin_options(fn, options.scale(), options.angular_margin(), options.additive_margin());
   detail::LogitTransform transform;
   transform.scale = options.scale();
-  if (options.angular_margin() == 0) {
+  const detail::CombinedMarginTransform angular(detail::combined_margin(
+      options.angular_margin(), options.additive_margin(), options.easy_margin(),
+      detail::compute_dtype(cos.scalar_type())));
+  if (options.angular_margin() > 0) {
+    // ArcFace (m3 included in μ): evaluated by the kernel on each row's target cosine.
+    transform.target_transform = &angular;
+  } else if (options.additive_margin() > 0) {
     // CosFace: a constant margin m3 on every target, the LDAM kernel's per-class margin.
-    if (options.additive_margin() > 0) {
-      transform.margin = torch::full({cos.size(1)}, options.additive_margin(),
-                                     cos.options().dtype(detail::compute_dtype(cos.scalar_type())));
-    }
-  } else {
-    torch::NoGradGuard no_grad;
-    const auto margin = detail::combined_margin(options.angular_margin(), options.additive_margin(),
-                                                options.easy_margin(), detail::compute_dtype(cos.scalar_type()));
-    const auto transforms = detail::combined_target_transforms(cos.detach(), target, margin, options.ignore_index());
-    transform.sample_margin = transforms.margin;
-    transform.target_slope = transforms.slope;
+    transform.margin = torch::full({cos.size(1)}, options.additive_margin(),
+                                   cos.options().dtype(detail::compute_dtype(cos.scalar_type())));
   }
   const detail::SoftmaxLossConfig cfg{fn, options.ignore_index(), 0.0, detail::reduction_code(options.reduction()),
                                       /*weighted_mean=*/true};

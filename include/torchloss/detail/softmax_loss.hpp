@@ -27,12 +27,13 @@
 /// recomputation could round differently), and no precision is lost to large \f$s\,x\f$.
 /// The default (no offset, s = 1, no margin) runs the plain kernels, untouched.
 ///
-/// A per-sample margin \f$\mu_i\f$ may further be taken off row i's target logit,
-/// \f$u_{i,y_i} = x_{i,y_i} + b_{y_i} - m_{y_i} - \mu_i\f$, where \f$\mu_i\f$ may depend on
-/// \f$x_{i,y_i}\f$ alone (CombinedMarginLoss: \f$\mu_i = x_{i,y_i} - \psi(x_{i,y_i}) + m_3\f$). Its
-/// caller also supplies the slope \f$\partial u_{i,y_i} / \partial x_{i,y_i}\f$, which multiplies
-/// the target entry of the gradient (the other entries are unchanged: \f$\mu_i\f$ reads
-/// nothing else).
+/// A per-sample margin \f$\mu_i = \mu(x_{i,y_i})\f$, a function of the target logit alone
+/// (a TargetLogitTransform; CombinedMarginLoss: \f$\mu(c) = c - \psi(c) + m_3\f$), may further be
+/// taken off row i's target logit, \f$u_{i,y_i} = x_{i,y_i} + b_{y_i} - m_{y_i} - \mu_i\f$. The forward
+/// kernel evaluates it on the target logit it reads anyway, and keeps \f$\mu_i\f$ and the slope
+/// \f$\partial u_{i,y_i} / \partial x_{i,y_i} = 1 - \mu'\f$ for backward, where the slope multiplies
+/// the target entry of the gradient (the other entries are unchanged: \f$\mu_i\f$ reads nothing
+/// else).
 
 #include <torchloss/detail/checks.hpp>
 #include <torchloss/detail/fast_math.hpp>
@@ -48,6 +49,17 @@
 namespace torchloss {
 namespace detail {
 
+/// A per-sample margin μ(x_y) taken off the target logit, with the slope ∂u_y/∂x_y = 1 − μ'(x_y)
+/// (see the file comment): evaluated by the CPU kernels once per row, by the ATen path on the
+/// gathered target logits.
+struct TargetLogitTransform {
+  virtual ~TargetLogitTransform() = default;
+  /// μ and the slope at one target logit (any rounding of it to the compute dtype is the caller's).
+  virtual void at(double target_logit, double& margin, double& slope) const = 0;
+  /// μ and the slope at each of `target_logits` [rows], in their dtype.
+  virtual std::pair<torch::Tensor, torch::Tensor> at(const torch::Tensor& target_logits) const = 0;
+};
+
 /// The options every softmax loss shares, as the autograd function carries them.
 struct SoftmaxLossConfig {
   const char* fn;           ///< public function name, for error messages
@@ -56,6 +68,8 @@ struct SoftmaxLossConfig {
   int64_t reduction;        ///< at::Reduction code
   bool weighted_mean;       ///< kMean divides by Σ w_y (cross entropy) or by the count (focal)
   double logit_scale = 1.0; ///< s of the logit transform (1: none)
+  /// The per-sample target margin of the logit transform (forward only; null: none).
+  const TargetLogitTransform* target_transform = nullptr;
 };
 
 /// The optional logit transform z = s·(x + b − m_y·onehot(y)) of a softmax loss (see the
@@ -64,21 +78,21 @@ struct LogitTransform {
   torch::Tensor offset;  ///< b [C], added to every row; undefined: none
   torch::Tensor margin;  ///< m [C], m_y taken off the target logit; undefined: none
   double scale = 1.0;    ///< s > 0, multiplies the shifted logits
-  torch::Tensor sample_margin;  ///< μ [rows], taken off row i's target logit; undefined: none
-  torch::Tensor target_slope;   ///< ∂u_y/∂x_y [rows] when μ depends on x_y; undefined: 1
+  const TargetLogitTransform* target_transform = nullptr;  ///< μ(x_y); null: none
 };
 
 /// Tensors in the kernels' layout: x [rows, C] contiguous in the compute dtype, target [rows].
 struct SoftmaxRows {
   torch::Tensor x, target, weight;
   torch::Tensor offset, margin;  ///< the LogitTransform's b and m [C] (undefined when none)
-  torch::Tensor sample_margin, target_slope;  ///< the LogitTransform's μ and slope [rows]
+  torch::Tensor sample_margin, target_slope;  ///< μ_i and ∂u_y/∂x_y [rows] of a TargetLogitTransform
   int64_t rows = 0, classes = 0;
 };
 
 /// Whether the rows carry a logit transform (the kernels then take their transformed form).
 inline bool has_logit_transform(const SoftmaxRows& r, const SoftmaxLossConfig& cfg) {
-  return r.offset.defined() || r.margin.defined() || r.sample_margin.defined() || cfg.logit_scale != 1.0;
+  return r.offset.defined() || r.margin.defined() || cfg.target_transform || r.sample_margin.defined() ||
+         cfg.logit_scale != 1.0;
 }
 
 /// Moves the class dim last ([N, C, d...] -> [N·d..., C]) and converts to the compute dtype.
@@ -139,7 +153,10 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
   const T* offset = r.offset.defined() ? r.offset.template data_ptr<T>() : nullptr;
   const T* margin = r.margin.defined() ? r.margin.template data_ptr<T>() : nullptr;
-  const T* sample_margin = r.sample_margin.defined() ? r.sample_margin.template data_ptr<T>() : nullptr;
+  // A target transform's μ_i and slope are computed here, into the rows' (allocated) tensors.
+  const TargetLogitTransform* target_transform = cfg.target_transform;
+  T* sample_margin = target_transform ? r.sample_margin.template data_ptr<T>() : nullptr;
+  T* target_slope = target_transform ? r.target_slope.template data_ptr<T>() : nullptr;
   const T logit_scale = static_cast<T>(cfg.logit_scale);
   T* losses = out.losses.template data_ptr<T>();
   T* stats = out.stats.template data_ptr<T>();
@@ -163,13 +180,13 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
         using W = decltype(width);
         for (int64_t i = chunk * grain; i < row_end; ++i) {
           const int64_t t = target[i];
-          if (t == cfg.ignore_index) {
+          if (t == cfg.ignore_index || t < 0 || t >= C) {
+            if (t != cfg.ignore_index) bad_label = true;
             losses[i] = 0;
-            continue;
-          }
-          if (t < 0 || t >= C) {
-            bad_label = true;
-            losses[i] = 0;
+            if (target_transform) {
+              sample_margin[i] = 0;
+              target_slope[i] = 1;
+            }
             continue;
           }
           const T* xr = x + i * C;
@@ -185,7 +202,14 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
           };
           T m, sum_exp, target_gap, margin_t = 0;  // target_gap = z_t − max z
           if constexpr (Transformed) {
-            margin_t = (margin ? margin[t] : T(0)) + (sample_margin ? sample_margin[i] : T(0));
+            margin_t = margin ? margin[t] : T(0);
+            if (target_transform) {
+              double mu = 0, slope = 1;
+              target_transform->at(static_cast<double>(xr[t]), mu, slope);
+              sample_margin[i] = static_cast<T>(mu);
+              target_slope[i] = static_cast<T>(slope);
+              margin_t += sample_margin[i];
+            }
             const T u_t = shifted(t, T{}) - margin_t;
             const auto after = [&](int64_t c, auto tag) { return shifted(t + 1 + c, tag); };
             m = std::max(std::max(simd_max_of<T, W>(t, shifted), simd_max_of<T, W>(C - t - 1, after)), u_t);
@@ -408,14 +432,24 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
                                                 const torch::Tensor& input, const torch::Tensor& target,
                                                 const optional<torch::Tensor>& weight,
                                                 const optional<torch::Tensor>& logit_offset,
-                                                const optional<torch::Tensor>& target_margin,
-                                                const optional<torch::Tensor>& sample_margin,
-                                                const optional<torch::Tensor>& target_slope, SoftmaxLossConfig cfg,
+                                                const optional<torch::Tensor>& target_margin, SoftmaxLossConfig cfg,
                                                 typename Term::Params params) {
     SoftmaxRows r = softmax_rows(input, target, weight.value_or(torch::Tensor()),
                                  logit_offset.value_or(torch::Tensor()), target_margin.value_or(torch::Tensor()));
-    if (sample_margin) r.sample_margin = sample_margin->to(r.x.scalar_type()).contiguous();
-    if (target_slope) r.target_slope = target_slope->to(r.x.scalar_type()).contiguous();
+    if (cfg.target_transform) {
+      if (use_cpu_kernel(r.x)) {
+        // Filled by the forward kernel, from the target logits it reads anyway.
+        r.sample_margin = torch::empty({r.rows}, r.x.options());
+        r.target_slope = torch::empty({r.rows}, r.x.options());
+      } else {
+        check_labels_in_range(cfg.fn, r.target, r.classes, cfg.ignore_index);
+        const auto valid = r.target != cfg.ignore_index;
+        const auto safe_target = r.target.masked_fill(~valid, 0);
+        const auto [mu, slope] = cfg.target_transform->at(r.x.gather(1, safe_target.unsqueeze(1)).squeeze(1));
+        r.sample_margin = mu.masked_fill(~valid, 0).to(r.x.scalar_type());
+        r.target_slope = slope.masked_fill(~valid, 1).to(r.x.scalar_type());
+      }
+    }
     SoftmaxForward f;
     if (use_cpu_kernel(r.x)) {
       AT_DISPATCH_FLOATING_TYPES(r.x.scalar_type(), "torchloss_softmax_forward", [&] {
@@ -473,8 +507,7 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     const auto input_dtype = static_cast<torch::ScalarType>(ctx->saved_data["input_dtype"].toInt());
     // Labels, weights, the transform's constants and the options get no gradient.
     return {from_softmax_rows(grad, ctx->saved_data["input_sizes"].toIntVector(), input_dtype), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -494,16 +527,14 @@ torch::Tensor softmax_loss(const torch::Tensor& input, const torch::Tensor& targ
   check_class_vector(cfg.fn, input, weight, input.size(1), weight_name);
   check_class_vector(cfg.fn, input, transform.offset, input.size(1), "logit offset");
   check_class_vector(cfg.fn, input, transform.margin, input.size(1), "margin");
-  TORCH_INTERNAL_ASSERT(!transform.sample_margin.defined() || transform.sample_margin.numel() == target.numel());
-  TORCH_INTERNAL_ASSERT(!transform.target_slope.defined() || transform.target_slope.numel() == target.numel());
   check_range(cfg.fn, "label_smoothing", cfg.label_smoothing, 0.0, 1.0);
   TORCH_CHECK(transform.scale > 0 && std::isfinite(transform.scale), cfg.fn,
               ": scale must be a finite number > 0, got ", transform.scale);
   SoftmaxLossConfig transformed_cfg = cfg;
   transformed_cfg.logit_scale = transform.scale;
+  transformed_cfg.target_transform = transform.target_transform;
   return SoftmaxLossFunction<Term>::apply(input, target, optional_tensor(weight), optional_tensor(transform.offset),
-                                          optional_tensor(transform.margin), optional_tensor(transform.sample_margin),
-                                          optional_tensor(transform.target_slope), transformed_cfg, params)[0];
+                                          optional_tensor(transform.margin), transformed_cfg, params)[0];
 }
 
 }  // namespace detail
