@@ -68,7 +68,50 @@ struct SupConState : torch::CustomClassHolder {
   torch::ScalarType features_dtype = torch::kFloat;
   std::vector<int64_t> features_sizes;
   bool fused = true;  ///< the fused CPU row pass (else ATen ops)
+  /// The saved gradient of the dot products is Ĝ + Ĝᵀ (anchors = contrast set, scalar upstream
+  /// gradient): backward is then one matmul.
+  bool symmetric = false;
 };
+
+/// a ← a + aᵀ for a square matrix [n, n], in place, by 16×16 tile pairs: tile (J, I) is copied
+/// row by row into a small transposed buffer, added to tile (I, J), and written back row by row
+/// (a column walk through a row-major matrix with a power-of-two stride would map every row to
+/// the same cache set). Each tile pair belongs to one task.
+template <typename T>
+void add_transpose_in_place(torch::Tensor& matrix) {
+  constexpr int64_t tile = 16;
+  const int64_t n = matrix.size(0), tiles = (n + tile - 1) / tile;
+  T* a = matrix.data_ptr<T>();
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    T mirror[tile][tile];  // mirror[c][r] = a[(j0 + r), (i0 + c)]: tile (J, I) transposed
+    for (int64_t ti = begin; ti < end; ++ti) {
+      const int64_t i0 = ti * tile, rows = std::min(tile, n - i0);
+      for (int64_t tj = ti; tj < tiles; ++tj) {
+        const int64_t j0 = tj * tile, columns = std::min(tile, n - j0);
+        for (int64_t r = 0; r < columns; ++r) {
+          for (int64_t c = 0; c < rows; ++c) mirror[c][r] = a[(j0 + r) * n + i0 + c];
+        }
+        for (int64_t c = 0; c < rows; ++c) {
+          for (int64_t r = 0; r < columns; ++r) {
+            if (ti == tj && r < c) continue;  // a diagonal tile: each pair once
+            const T sum = a[(i0 + c) * n + j0 + r] + mirror[c][r];
+            a[(i0 + c) * n + j0 + r] = sum;
+            mirror[c][r] = sum;
+          }
+        }
+        if (ti == tj) {
+          for (int64_t c = 0; c < rows; ++c) {
+            for (int64_t r = 0; r < c; ++r) a[(i0 + c) * n + j0 + r] = mirror[r][c];
+          }
+          continue;
+        }
+        for (int64_t r = 0; r < columns; ++r) {
+          for (int64_t c = 0; c < rows; ++c) a[(j0 + r) * n + i0 + c] = mirror[c][r];
+        }
+      }
+    }
+  });
+}
 
 /// Per-anchor results of the row pass: losses [A] and, when asked, the gradient of each
 /// anchor's loss with respect to its dot products [A, M], written over the dot products.
@@ -83,7 +126,7 @@ struct SupConRows {
 ///      - \log \sum_{j \ne s_i} e^{l_{ij}}\Big), \qquad \ell_i = 0 \text{ when } P_i = \emptyset, \f]
 /// and, when `with_grad`, \f$\partial \ell_i / \partial d_{ij} = \frac{1}{\tau_b}\big(\mathrm{softmax}_{j \ne s_i}(l_i)_j
 ///      - [j \in P_i] / |P_i|\big)\f$ written in place of \f$d_{ij}\f$ (0 at \f$s_i\f$, and a zero row
-/// when \f$P_i = \emptyset\f$). Each row is read five times while it sits in L1.
+/// when \f$P_i = \emptyset\f$). Each row is read a few times while it sits in L1.
 template <typename T>
 torch::Tensor supcon_rows_cpu(torch::Tensor& dots_t, const int64_t* self_index, const int64_t* anchor_label,
                               const int64_t* contrast_label, double temperature, double base_temperature,
@@ -105,44 +148,50 @@ torch::Tensor supcon_rows_cpu(torch::Tensor& dots_t, const int64_t* self_index, 
         const int64_t self = self_index[i], label = anchor_label[i];
         const int64_t after = contrast - self - 1;  // columns right of the anchor's own
         T* row_after = row + self + 1;
+        // Positives: same label, outside the anchor's own column (the two sides taken apart,
+        // branch-free so the compiler can vectorise the label comparisons).
         int64_t positives = 0;
         T positive_sum = 0;
-        for (int64_t j = 0; j < contrast; ++j) {
-          if (contrast_label[j] == label && j != self) {
-            ++positives;
-            positive_sum += row[j];
+        const auto count_positives = [&](int64_t begin_column, int64_t end_column) {
+          for (int64_t j = begin_column; j < end_column; ++j) {
+            const bool same = contrast_label[j] == label;
+            positives += same;
+            positive_sum += same ? row[j] : T(0);
           }
-        }
+        };
+        count_positives(0, self);
+        count_positives(self + 1, contrast);
         if (positives == 0) {
           losses[i] = 0;
           if (with_grad) std::fill(row, row + contrast, T(0));
           continue;
         }
         const T m = std::max(simd_max<T, W>(row, self), simd_max<T, W>(row_after, after));
-        const auto exp_of = [&](const T* base) {
+        // e^{(d − m)/τ}, stored over the dot products (the softmax numerators) and summed.
+        const auto exp_in_place = [&](T* base) {
           return [&, base](int64_t c, auto tag) {
             using V = decltype(tag);
-            return fast::exp((load<V>(base + c) - m) * inv_temperature);
+            const V e = fast::exp((load<V>(base + c) - m) * inv_temperature);
+            store(base + c, e);
+            return e;
           };
         };
-        const T sum_exp = simd_sum<T, W>(self, exp_of(row)) + simd_sum<T, W>(after, exp_of(row_after));
+        const T sum_exp = simd_sum<T, W>(self, exp_in_place(row)) + simd_sum<T, W>(after, exp_in_place(row_after));
         const T mean_positive = positive_sum / static_cast<T>(positives);
         losses[i] = -loss_scale * ((mean_positive - m) * inv_temperature - std::log(sum_exp));
         if (!with_grad) continue;
         const T softmax_scale = grad_scale / sum_exp;
-        const auto write = [&](T* base, int64_t n) {
-          simd_for<T, W>(n, [&](int64_t c, auto tag) {
-            using V = decltype(tag);
-            store(base + c, softmax_scale * fast::exp((load<V>(base + c) - m) * inv_temperature));
-          });
-        };
-        write(row, self);
-        write(row_after, after);
+        simd_for<T, W>(contrast, [&](int64_t c, auto tag) {
+          using V = decltype(tag);
+          store(row + c, load<V>(row + c) * softmax_scale);
+        });
         row[self] = 0;
         const T positive_grad = grad_scale / static_cast<T>(positives);
-        for (int64_t j = 0; j < contrast; ++j) {
-          if (contrast_label[j] == label && j != self) row[j] -= positive_grad;
-        }
+        const auto subtract_positives = [&](int64_t begin_column, int64_t end_column) {
+          for (int64_t j = begin_column; j < end_column; ++j) row[j] -= contrast_label[j] == label ? positive_grad : T(0);
+        };
+        subtract_positives(0, self);
+        subtract_positives(self + 1, contrast);
       }
     });
   });
@@ -232,6 +281,14 @@ struct SupConFunction : public torch::autograd::Function<SupConFunction> {
       losses = supcon_rows_aten(dots, self_index, anchor_label, contrast_label, state->temperature,
                                 state->base_temperature, with_grad);
     }
+    // Every view is an anchor of one process: the anchors are the contrast set, row for row,
+    // and with a scalar upstream gradient ∂L/∂X = g (Ĝ + Ĝᵀ) X, one matmul instead of two.
+    state->symmetric = with_grad && state->fused && !state->group && !state->first_view_only &&
+                       state->reduction != at::Reduction::None;
+    if (state->symmetric) {
+      AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "torchloss_supcon_symmetrize",
+                                 [&] { add_transpose_in_place<scalar_t>(dots); });
+    }
     if (with_grad) ctx->save_for_backward({anchors, contrast, dots});
     const double anchors_count = static_cast<double>(anchor_views * n);
     auto loss = reduce_loss(losses, state->reduction, anchors_count);
@@ -254,6 +311,10 @@ struct SupConFunction : public torch::autograd::Function<SupConFunction> {
     if (state->reduction == at::Reduction::None) grad_output = grad_output.t().reshape({-1});
     const auto scale = element_grad_scale(grad_output, state->reduction, static_cast<double>(anchor_views * n))
                            .reshape({-1, 1});
+    if (state->symmetric) {
+      const auto grad = (dots_grad.mm(anchors) * scale).view({views, n, dim}).transpose(0, 1);
+      return {grad.reshape(state->features_sizes).to(state->features_dtype), torch::Tensor(), torch::Tensor()};
+    }
     // ∂L/∂anchors = diag(g) Ĝ C, ∂L/∂contrast = Ĝᵀ diag(g) A: the row scale goes on the [A, D] side.
     const auto grad_anchors = dots_grad.mm(contrast) * scale;
     auto grad_contrast = dots_grad.t().mm(anchors * scale);
