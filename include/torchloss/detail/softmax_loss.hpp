@@ -136,10 +136,23 @@ inline T class_weight_total(const T* w, int64_t classes) {
   return simd_sum<T>(classes, [&](int64_t c, auto tag) { return load<decltype(tag)>(w + c); });
 }
 
+/// Per lane of V, for the columns base, base + 1, ...: whether the column is `index` (a select
+/// mask; a bool for scalars).
+template <typename V>
+inline auto lane_is(int64_t base, int64_t index) {
+  if constexpr (is_simd_v<V>) {
+    int_vector_t<V> column{};
+    for (int j = 0; j < lanes_v<V>; ++j) column[j] = j;
+    return column == static_cast<std::int32_t>(index - base);
+  } else {
+    return base == index;
+  }
+}
+
 /// Fused CPU forward: one pass for the row max, one for Σ exp (both over a row that stays in
 /// cache), per row. Rows whose target is ignored are skipped. `Transformed` selects the form
 /// that reads the logits through the LogitTransform: u_c = x_c + b_c off the target, the
-/// target's u_y = x_y + b_y − m_y taken apart (so a large margin neither overflows nor
+/// target's u_y = x_y + b_y − m_y put in its lane (so a large margin neither overflows nor
 /// cancels in the row's max and Σ exp), and z_c − max z = s·(u_c − max u). The saved row
 /// statistic is then max u (not max z).
 template <class Term, typename T, bool Transformed>
@@ -211,12 +224,15 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
               margin_t += sample_margin[i];
             }
             const T u_t = shifted(t, T{}) - margin_t;
-            const auto after = [&](int64_t c, auto tag) { return shifted(t + 1 + c, tag); };
-            m = std::max(std::max(simd_max_of<T, W>(t, shifted), simd_max_of<T, W>(C - t - 1, after)), u_t);
-            const auto exp_before = [&](int64_t c, auto tag) { return fast::exp(logit_scale * (shifted(c, tag) - m)); };
-            const auto exp_after = [&](int64_t c, auto tag) { return fast::exp(logit_scale * (after(c, tag) - m)); };
+            // u_c with the target's lane replaced by u_t: whole vectors across the target (no
+            // scalar tails on either side of it), and the unmargined target never enters.
+            const auto margined = [&](int64_t c, auto tag) {
+              using V = decltype(tag);
+              return select(lane_is<V>(c, t), splat<V>(u_t), shifted(c, tag));
+            };
+            m = simd_max_of<T, W>(C, margined);
             target_gap = logit_scale * (u_t - m);
-            sum_exp = simd_sum<T, W>(t, exp_before) + simd_sum<T, W>(C - t - 1, exp_after) + fast::exp(target_gap);
+            sum_exp = simd_sum<T, W>(C, [&](int64_t c, auto tag) { return fast::exp(logit_scale * (margined(c, tag) - m)); });
           } else {
             m = simd_max<T, W>(xr, C);
             sum_exp = simd_sum<T, W>(C, [&](int64_t c, auto tag) {
