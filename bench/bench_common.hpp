@@ -36,11 +36,12 @@ inline const std::vector<int64_t>& thread_counts() {
   return all;
 }
 
-/// Registers the grid on a benchmark: args (N, C, threads), named N/C/threads:T, timed in
+/// Registers the grid (of `grid_shapes`, by default shapes()) on a benchmark: args (N, C, threads),
+/// named N/C/threads:T, timed in
 /// wall-clock time (ATen's worker threads do part of the work, so the main thread's CPU
 /// time would under-count).
-inline void apply_grid(benchmark::internal::Benchmark* bench) {
-  for (const Shape& shape : shapes()) {
+inline void apply_grid(benchmark::internal::Benchmark* bench, const std::vector<Shape>& grid_shapes = shapes()) {
+  for (const Shape& shape : grid_shapes) {
     for (int64_t threads : thread_counts()) bench->Args({shape.rows, shape.classes, threads});
   }
   bench->ArgNames({"", "", "threads"})->UseRealTime();

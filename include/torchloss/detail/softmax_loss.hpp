@@ -26,6 +26,14 @@
 /// then exactly 0 in every pass (a scaled logit of 3e5 has a float ulp of 0.03, which a
 /// recomputation could round differently), and no precision is lost to large \f$s\,x\f$.
 /// The default (no offset, s = 1, no margin) runs the plain kernels, untouched.
+///
+/// A per-sample margin \f$\mu_i = \mu(x_{i,y_i})\f$, a function of the target logit alone
+/// (a TargetLogitTransform; CombinedMarginLoss: \f$\mu(c) = c - \psi(c) + m_3\f$), may further be
+/// taken off row i's target logit, \f$u_{i,y_i} = x_{i,y_i} + b_{y_i} - m_{y_i} - \mu_i\f$. The forward
+/// kernel evaluates it on the target logit it reads anyway, and keeps \f$\mu_i\f$ and the slope
+/// \f$\partial u_{i,y_i} / \partial x_{i,y_i} = 1 - \mu'\f$ for backward, where the slope multiplies
+/// the target entry of the gradient (the other entries are unchanged: \f$\mu_i\f$ reads nothing
+/// else).
 
 #include <torchloss/detail/checks.hpp>
 #include <torchloss/detail/fast_math.hpp>
@@ -41,6 +49,17 @@
 namespace torchloss {
 namespace detail {
 
+/// A per-sample margin μ(x_y) taken off the target logit, with the slope ∂u_y/∂x_y = 1 − μ'(x_y)
+/// (see the file comment): evaluated by the CPU kernels once per row, by the ATen path on the
+/// gathered target logits.
+struct TargetLogitTransform {
+  virtual ~TargetLogitTransform() = default;
+  /// μ and the slope at one target logit (any rounding of it to the compute dtype is the caller's).
+  virtual void at(double target_logit, double& margin, double& slope) const = 0;
+  /// μ and the slope at each of `target_logits` [rows], in their dtype.
+  virtual std::pair<torch::Tensor, torch::Tensor> at(const torch::Tensor& target_logits) const = 0;
+};
+
 /// The options every softmax loss shares, as the autograd function carries them.
 struct SoftmaxLossConfig {
   const char* fn;           ///< public function name, for error messages
@@ -49,6 +68,8 @@ struct SoftmaxLossConfig {
   int64_t reduction;        ///< at::Reduction code
   bool weighted_mean;       ///< kMean divides by Σ w_y (cross entropy) or by the count (focal)
   double logit_scale = 1.0; ///< s of the logit transform (1: none)
+  /// The per-sample target margin of the logit transform (forward only; null: none).
+  const TargetLogitTransform* target_transform = nullptr;
 };
 
 /// The optional logit transform z = s·(x + b − m_y·onehot(y)) of a softmax loss (see the
@@ -57,18 +78,21 @@ struct LogitTransform {
   torch::Tensor offset;  ///< b [C], added to every row; undefined: none
   torch::Tensor margin;  ///< m [C], m_y taken off the target logit; undefined: none
   double scale = 1.0;    ///< s > 0, multiplies the shifted logits
+  const TargetLogitTransform* target_transform = nullptr;  ///< μ(x_y); null: none
 };
 
 /// Tensors in the kernels' layout: x [rows, C] contiguous in the compute dtype, target [rows].
 struct SoftmaxRows {
   torch::Tensor x, target, weight;
   torch::Tensor offset, margin;  ///< the LogitTransform's b and m [C] (undefined when none)
+  torch::Tensor sample_margin, target_slope;  ///< μ_i and ∂u_y/∂x_y [rows] of a TargetLogitTransform
   int64_t rows = 0, classes = 0;
 };
 
 /// Whether the rows carry a logit transform (the kernels then take their transformed form).
 inline bool has_logit_transform(const SoftmaxRows& r, const SoftmaxLossConfig& cfg) {
-  return r.offset.defined() || r.margin.defined() || cfg.logit_scale != 1.0;
+  return r.offset.defined() || r.margin.defined() || cfg.target_transform || r.sample_margin.defined() ||
+         cfg.logit_scale != 1.0;
 }
 
 /// Moves the class dim last ([N, C, d...] -> [N·d..., C]) and converts to the compute dtype.
@@ -112,10 +136,23 @@ inline T class_weight_total(const T* w, int64_t classes) {
   return simd_sum<T>(classes, [&](int64_t c, auto tag) { return load<decltype(tag)>(w + c); });
 }
 
+/// Per lane of V, for the columns base, base + 1, ...: whether the column is `index` (a select
+/// mask; a bool for scalars).
+template <typename V>
+inline auto lane_is(int64_t base, int64_t index) {
+  if constexpr (is_simd_v<V>) {
+    int_vector_t<V> column{};
+    for (int j = 0; j < lanes_v<V>; ++j) column[j] = j;
+    return column == static_cast<std::int32_t>(index - base);
+  } else {
+    return base == index;
+  }
+}
+
 /// Fused CPU forward: one pass for the row max, one for Σ exp (both over a row that stays in
 /// cache), per row. Rows whose target is ignored are skipped. `Transformed` selects the form
 /// that reads the logits through the LogitTransform: u_c = x_c + b_c off the target, the
-/// target's u_y = x_y + b_y − m_y taken apart (so a large margin neither overflows nor
+/// target's u_y = x_y + b_y − m_y put in its lane (so a large margin neither overflows nor
 /// cancels in the row's max and Σ exp), and z_c − max z = s·(u_c − max u). The saved row
 /// statistic is then max u (not max z).
 template <class Term, typename T, bool Transformed>
@@ -129,6 +166,10 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
   const T* offset = r.offset.defined() ? r.offset.template data_ptr<T>() : nullptr;
   const T* margin = r.margin.defined() ? r.margin.template data_ptr<T>() : nullptr;
+  // A target transform's μ_i and slope are computed here, into the rows' (allocated) tensors.
+  const TargetLogitTransform* target_transform = cfg.target_transform;
+  T* sample_margin = target_transform ? r.sample_margin.template data_ptr<T>() : nullptr;
+  T* target_slope = target_transform ? r.target_slope.template data_ptr<T>() : nullptr;
   const T logit_scale = static_cast<T>(cfg.logit_scale);
   T* losses = out.losses.template data_ptr<T>();
   T* stats = out.stats.template data_ptr<T>();
@@ -152,13 +193,13 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
         using W = decltype(width);
         for (int64_t i = chunk * grain; i < row_end; ++i) {
           const int64_t t = target[i];
-          if (t == cfg.ignore_index) {
+          if (t == cfg.ignore_index || t < 0 || t >= C) {
+            if (t != cfg.ignore_index) bad_label = true;
             losses[i] = 0;
-            continue;
-          }
-          if (t < 0 || t >= C) {
-            bad_label = true;
-            losses[i] = 0;
+            if (target_transform) {
+              sample_margin[i] = 0;
+              target_slope[i] = 1;
+            }
             continue;
           }
           const T* xr = x + i * C;
@@ -175,13 +216,23 @@ SoftmaxForward softmax_forward_cpu_impl(const SoftmaxRows& r, const SoftmaxLossC
           T m, sum_exp, target_gap, margin_t = 0;  // target_gap = z_t − max z
           if constexpr (Transformed) {
             margin_t = margin ? margin[t] : T(0);
+            if (target_transform) {
+              double mu = 0, slope = 1;
+              target_transform->at(static_cast<double>(xr[t]), mu, slope);
+              sample_margin[i] = static_cast<T>(mu);
+              target_slope[i] = static_cast<T>(slope);
+              margin_t += sample_margin[i];
+            }
             const T u_t = shifted(t, T{}) - margin_t;
-            const auto after = [&](int64_t c, auto tag) { return shifted(t + 1 + c, tag); };
-            m = std::max(std::max(simd_max_of<T, W>(t, shifted), simd_max_of<T, W>(C - t - 1, after)), u_t);
-            const auto exp_before = [&](int64_t c, auto tag) { return fast::exp(logit_scale * (shifted(c, tag) - m)); };
-            const auto exp_after = [&](int64_t c, auto tag) { return fast::exp(logit_scale * (after(c, tag) - m)); };
+            // u_c with the target's lane replaced by u_t: whole vectors across the target (no
+            // scalar tails on either side of it), and the unmargined target never enters.
+            const auto margined = [&](int64_t c, auto tag) {
+              using V = decltype(tag);
+              return select(lane_is<V>(c, t), splat<V>(u_t), shifted(c, tag));
+            };
+            m = simd_max_of<T, W>(C, margined);
             target_gap = logit_scale * (u_t - m);
-            sum_exp = simd_sum<T, W>(t, exp_before) + simd_sum<T, W>(C - t - 1, exp_after) + fast::exp(target_gap);
+            sum_exp = simd_sum<T, W>(C, [&](int64_t c, auto tag) { return fast::exp(logit_scale * (margined(c, tag) - m)); });
           } else {
             m = simd_max<T, W>(xr, C);
             sum_exp = simd_sum<T, W>(C, [&](int64_t c, auto tag) {
@@ -242,6 +293,8 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
   const T* w = r.weight.defined() ? r.weight.template data_ptr<T>() : nullptr;
   const T* offset = r.offset.defined() ? r.offset.template data_ptr<T>() : nullptr;
   const T* margin = r.margin.defined() ? r.margin.template data_ptr<T>() : nullptr;
+  const T* sample_margin = r.sample_margin.defined() ? r.sample_margin.template data_ptr<T>() : nullptr;
+  const T* target_slope = r.target_slope.defined() ? r.target_slope.template data_ptr<T>() : nullptr;
   const T logit_scale = static_cast<T>(cfg.logit_scale);
   const T* stats = stats_tensor.data_ptr<T>();
   const auto scale_c = scale.contiguous();
@@ -277,7 +330,8 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
           }
         };
         const T gi = Transformed ? g[i * g_stride] * logit_scale : g[i * g_stride];
-        const T margin_t = Transformed && margin ? margin[t] : T(0);
+        const bool target_margined = Transformed && (margin || sample_margin);
+        const T margin_t = target_margined ? (margin ? margin[t] : T(0)) + (sample_margin ? sample_margin[i] : T(0)) : T(0);
         const T logp_t = Transformed ? logit_scale * ((offset ? xr[t] + offset[t] : xr[t]) - margin_t - m) - log_sum
                                      : logp(t, T{});
         const T w_y = w ? w[t] : T(1);
@@ -290,12 +344,13 @@ torch::Tensor softmax_backward_cpu_impl(const SoftmaxRows& r, const torch::Tenso
           if (eps > 0) grad_c = grad_c - smooth * (w ? load<V>(w + c) : splat<V>(1));
           store(gr + c, grad_c);
         });
-        if (Transformed && margin) {
+        if (target_margined) {
           // The loop used the unmargined target logit; redo the target with its margin.
           gr[t] = p_coef * fast::exp(logp_t) - (eps > 0 ? smooth * w_y : T(0)) + target_coef;
         } else {
           gr[t] += target_coef;
         }
+        if (Transformed && target_slope) gr[t] *= target_slope[i];
       }
     });
   });
@@ -320,8 +375,10 @@ torch::Tensor softmax_backward_cpu(const SoftmaxRows& r, const torch::Tensor& st
 inline torch::Tensor shifted_logits(const SoftmaxRows& r, const torch::Tensor& safe_target) {
   auto u = r.x;
   if (r.offset.defined()) u = u + r.offset;
-  if (r.margin.defined()) {
-    u = u.scatter_add(1, safe_target.unsqueeze(1), -r.margin.index_select(0, safe_target).unsqueeze(1));
+  if (r.margin.defined() || r.sample_margin.defined()) {
+    auto target_margin = r.margin.defined() ? r.margin.index_select(0, safe_target) : r.sample_margin;
+    if (r.margin.defined() && r.sample_margin.defined()) target_margin = target_margin + r.sample_margin;
+    u = u.scatter_add(1, safe_target.unsqueeze(1), -target_margin.unsqueeze(1));
   }
   return u;
 }
@@ -377,7 +434,10 @@ torch::Tensor softmax_backward_aten(const SoftmaxRows& r, const torch::Tensor& s
     const auto smooth = (g * (eps / static_cast<double>(r.classes))).unsqueeze(1);
     grad = grad + smooth * (w.sum() * p - w.unsqueeze(0));
   }
-  return grad.scatter_add(1, safe_target.unsqueeze(1), target_coef.unsqueeze(1));
+  grad = grad.scatter_add(1, safe_target.unsqueeze(1), target_coef.unsqueeze(1));
+  if (!r.target_slope.defined()) return grad;
+  const auto target_grad = grad.gather(1, safe_target.unsqueeze(1)) * r.target_slope.unsqueeze(1);
+  return grad.scatter(1, safe_target.unsqueeze(1), target_grad);
 }
 
 /// The autograd function of every softmax loss: forward and analytic backward above, the
@@ -394,8 +454,22 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
                                                 const optional<torch::Tensor>& logit_offset,
                                                 const optional<torch::Tensor>& target_margin, SoftmaxLossConfig cfg,
                                                 typename Term::Params params) {
-    const SoftmaxRows r = softmax_rows(input, target, weight.value_or(torch::Tensor()),
-                                       logit_offset.value_or(torch::Tensor()), target_margin.value_or(torch::Tensor()));
+    SoftmaxRows r = softmax_rows(input, target, weight.value_or(torch::Tensor()),
+                                 logit_offset.value_or(torch::Tensor()), target_margin.value_or(torch::Tensor()));
+    if (cfg.target_transform) {
+      if (use_cpu_kernel(r.x)) {
+        // Filled by the forward kernel, from the target logits it reads anyway.
+        r.sample_margin = torch::empty({r.rows}, r.x.options());
+        r.target_slope = torch::empty({r.rows}, r.x.options());
+      } else {
+        check_labels_in_range(cfg.fn, r.target, r.classes, cfg.ignore_index);
+        const auto valid = r.target != cfg.ignore_index;
+        const auto safe_target = r.target.masked_fill(~valid, 0);
+        const auto [mu, slope] = cfg.target_transform->at(r.x.gather(1, safe_target.unsqueeze(1)).squeeze(1));
+        r.sample_margin = mu.masked_fill(~valid, 0).to(r.x.scalar_type());
+        r.target_slope = slope.masked_fill(~valid, 1).to(r.x.scalar_type());
+      }
+    }
     SoftmaxForward f;
     if (use_cpu_kernel(r.x)) {
       AT_DISPATCH_FLOATING_TYPES(r.x.scalar_type(), "torchloss_softmax_forward", [&] {
@@ -404,7 +478,7 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     } else {
       f = softmax_forward_aten<Term>(r, cfg, params);
     }
-    ctx->save_for_backward({r.x, r.target, r.weight, f.stats, r.offset, r.margin});
+    ctx->save_for_backward({r.x, r.target, r.weight, f.stats, r.offset, r.margin, r.sample_margin, r.target_slope});
     ctx->saved_data["input_sizes"] = input.sizes().vec();
     ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
     ctx->saved_data["denominator"] = f.denominator;
@@ -429,6 +503,8 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     r.weight = saved[2];
     r.offset = saved[4];
     r.margin = saved[5];
+    r.sample_margin = saved[6];
+    r.target_slope = saved[7];
     r.rows = r.x.size(0);
     r.classes = r.x.size(1);
     const auto& stats = saved[3];
@@ -476,6 +552,7 @@ torch::Tensor softmax_loss(const torch::Tensor& input, const torch::Tensor& targ
               ": scale must be a finite number > 0, got ", transform.scale);
   SoftmaxLossConfig transformed_cfg = cfg;
   transformed_cfg.logit_scale = transform.scale;
+  transformed_cfg.target_transform = transform.target_transform;
   return SoftmaxLossFunction<Term>::apply(input, target, optional_tensor(weight), optional_tensor(transform.offset),
                                           optional_tensor(transform.margin), transformed_cfg, params)[0];
 }
