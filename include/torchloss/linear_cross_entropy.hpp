@@ -12,6 +12,7 @@
 /// gradient. Forward + backward then cost the unfused version's three matrix products, and
 /// the extra memory is O(R·C + N·D + C·D) instead of O(N·C).
 
+#include <torchloss/combined_margin_loss.hpp>
 #include <torchloss/logit_adjusted_cross_entropy.hpp>
 
 #include <cmath>
@@ -106,29 +107,6 @@ inline int64_t resolve_chunk_rows(int64_t chunk_size, int64_t rows, int64_t clas
   return std::max<int64_t>(1, std::min(chunk_size > 0 ? chunk_size : automatic, rows));
 }
 
-/// π (M_PI is not standard C++).
-inline constexpr double kPi = 3.14159265358979323846;
-
-/// The target logit with ArcFace's and CosFace's margins, and its derivative:
-/// \f$\psi(c) - m_3\f$ with \f$\psi(c) = \cos(\theta + m_2)\f$, \f$\theta = \arccos c\f$, where
-/// \f$\theta + m_2 \le \pi\f$, else \f$c - m_2 \sin m_2\f$ (insightface's classic form), and
-/// \f$\psi'(c) = \sin(\theta + m_2) / \sin\theta\f$ there, 1 else. At \f$c = 1\f$ (\f$\sin\theta = 0\f$)
-/// the derivative diverges; it is taken as \f$\cos m_2\f$ there, which keeps it finite. c is
-/// clamped to [−1, 1] first (rounding can leave a cosine a little outside).
-inline std::pair<torch::Tensor, torch::Tensor> margin_target_logit(const torch::Tensor& c, double angular_margin,
-                                                                   double additive_margin) {
-  if (angular_margin == 0) return {c - additive_margin, torch::ones_like(c)};
-  const auto cosine = c.clamp(-1, 1);
-  const auto theta = cosine.acos();
-  const auto sin_theta = theta.sin();
-  const auto shifted = theta + angular_margin;
-  const auto in_range = shifted <= kPi;
-  const auto psi = torch::where(in_range, shifted.cos(), cosine - angular_margin * std::sin(angular_margin));
-  const auto slope_inside = torch::where(sin_theta > 0, shifted.sin() / sin_theta.clamp_min(1e-300),
-                                         torch::full_like(c, std::cos(angular_margin)));
-  return {psi - additive_margin, torch::where(in_range, slope_inside, torch::ones_like(c))};
-}
-
 /// The tensors of one call, in the compute dtype: input [N, D] (unit rows in the cosine
 /// form), weight [C, D], bias [C] or undefined, target [N], class weight [C] or undefined, and
 /// the logit adjustment as the softmax kernels' offset b = τ log π / s (so that s·(l + b) =
@@ -185,9 +163,12 @@ inline LinearCrossEntropyPass linear_cross_entropy_pass(const LinearCrossEntropy
     torch::Tensor target_slope;  // ψ'(l_y) [R, 1] where the target logit carries margins
     if (cfg.transforms_target()) {
       const auto target_logit = r.x.gather(1, safe_target);
-      auto transformed = margin_target_logit(target_logit, cfg.angular_margin, cfg.additive_margin);
-      r.x.scatter_(1, safe_target, torch::where(valid.unsqueeze(1), transformed.first, target_logit));
-      target_slope = std::move(transformed.second);
+      // CombinedMarginLoss's target transform: the margined logit l − μ and its slope ψ'(l).
+      const CombinedMarginTransform transform(
+          combined_margin(cfg.angular_margin, cfg.additive_margin, /*easy=*/false, r.x.scalar_type()));
+      auto [margin, slope] = transform.at(target_logit);
+      r.x.scatter_(1, safe_target, torch::where(valid.unsqueeze(1), target_logit - margin, target_logit));
+      target_slope = std::move(slope);
     }
     SoftmaxForward f;
     if (cpu_kernel) {
