@@ -308,3 +308,20 @@ TEST_CASE("Loading a state with a weight into a module without one is refused", 
     CHECK(torch::allclose(learning->log_vars, torch::full({3}, 0.7f)));
   }
 }
+
+TEST_CASE("A NaN or Inf in an ignored row stays out of the softmax losses on both paths", "[reliability][softmax]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto logits = torch::tensor({{1.0, 2.0, 0.5}, {nan, inf, -inf}, {0.3, -1.0, 2.0}});
+  const auto target = torch::tensor({2, -100, 0}, torch::kLong);
+  for (bool aten : {false, true}) {
+    INFO("ATen path " << aten);
+    const ScopedAtenPath path(aten);
+    auto x = logits.clone().requires_grad_();
+    const auto loss = F::weighted_cross_entropy(x, target) + F::focal_loss(x, target);
+    loss.backward();
+    CHECK(std::isfinite(loss.item<double>()));
+    CHECK(torch::isfinite(x.grad()).all().item<bool>());
+    CHECK(torch::equal(x.grad()[1], torch::zeros({3}, torch::kDouble)));
+  }
+}

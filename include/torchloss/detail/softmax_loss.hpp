@@ -355,7 +355,9 @@ SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfi
     losses = losses + cfg.label_smoothing / static_cast<double>(r.classes) * smooth;
   }
   const auto valid_f = valid.to(r.x.scalar_type());
-  out.losses = losses * valid_f;
+  // Selected, not multiplied: an ignored row's NaN or Inf stays out (0 · NaN = NaN), as on
+  // the fused path, which skips such rows, and in LibTorch's cross_entropy.
+  out.losses = torch::where(valid, losses, torch::zeros_like(losses));
   const auto counted = cfg.weighted_mean ? (w_y * valid_f).sum() : valid_f.sum();
   out.denominator = counted.item<double>();
   return out;
@@ -383,7 +385,9 @@ torch::Tensor softmax_backward_aten(const SoftmaxRows& r, const torch::Tensor& s
     const auto smooth = (g * (eps / static_cast<double>(r.classes))).unsqueeze(1);
     grad = grad + smooth * (w.sum() * p - w.unsqueeze(0));
   }
-  return grad.scatter_add(1, safe_target.unsqueeze(1), target_coef.unsqueeze(1));
+  grad = grad.scatter_add(1, safe_target.unsqueeze(1), target_coef.unsqueeze(1));
+  // Ignored rows get 0, not 0 · (a NaN or Inf of theirs).
+  return torch::where(valid.unsqueeze(1), grad, torch::zeros_like(grad));
 }
 
 /// The autograd function of every softmax loss: forward and analytic backward above, the
