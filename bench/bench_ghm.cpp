@@ -9,6 +9,9 @@
 //   BM_GHMR/torchloss     torchloss::GHMRLoss
 //   BM_GHMR/composed      mmdetection's GHMR in ATen
 //   BM_CopyFloor/clone    x.clone(): the memory floor
+//   BM_StateLock/uncontended  taking and releasing the lock that makes a state update
+//                         thread-safe (detail::state_lock), once per GHM forward with momentum
+//                         and once per CenterLoss update: its single-thread cost per call
 //
 // bench/summarize.py turns --benchmark_format=json output into the ratio tables of RESULTS.md.
 
@@ -129,6 +132,14 @@ void ghmr_composed(benchmark::State& state) {
   });
 }
 
+void state_lock_uncontended(benchmark::State& state) {
+  torch::Tensor acc_sum = torch::zeros({kClassificationBins});
+  for (auto _ : state) {
+    auto lock = torchloss::detail::state_lock(acc_sum);
+    benchmark::DoNotOptimize(lock);
+  }
+}
+
 // Registration order is the console's order; summarize.py does not depend on it.
 const benchmark::internal::Benchmark* const registered[] = {
     torchloss_bench::register_grid("BM_GHMC/torchloss", ghmc_torchloss),
@@ -136,6 +147,7 @@ const benchmark::internal::Benchmark* const registered[] = {
     torchloss_bench::register_grid("BM_GHMR/torchloss", ghmr_torchloss),
     torchloss_bench::register_grid("BM_GHMR/composed", ghmr_composed),
     torchloss_bench::register_copy_floor(),
+    benchmark::RegisterBenchmark("BM_StateLock/uncontended", state_lock_uncontended),
 };
 
 }  // namespace

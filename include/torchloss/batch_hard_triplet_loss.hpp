@@ -170,6 +170,7 @@ struct BatchHardTripletFunction : public torch::autograd::Function<BatchHardTrip
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    check_no_double_backward(kBatchHardTripletFn);
     const auto saved = ctx->get_saved_variables();
     const auto& positive_slope = saved[0];
     const auto& negative_slope = saved[1];

@@ -114,6 +114,11 @@ inline torch::Tensor center_loss(const torch::Tensor& features, const torch::Ten
 /// `clone()`, `torch::save`/`torch::load` and `state_dict` carry it, and a resumed run
 /// continues identically. In `eval()` mode the loss and the feature gradient are the same,
 /// and the centers do not move.
+///
+/// Thread safety: one module may be used from several threads at once (Hogwild-style); each
+/// backward's update of the centers is a locked read-modify-write, so none is lost. Each
+/// update uses the centers its forward saw, and a forward may read centers that another
+/// thread is updating.
 class CenterLossImpl : public torch::nn::Cloneable<CenterLossImpl> {
  public:
   /// Builds the loss from its options (validated here, messages "torchloss::CenterLoss: ...").

@@ -111,7 +111,7 @@ inline torch::Tensor distillation_loss(const torch::Tensor& student, const torch
               " must equal student shape ", detail::shape_str(student));
   TORCH_CHECK(teacher.device() == student.device(), fn, ": teacher is on ", teacher.device(), " but student is on ",
               student.device());
-  return detail::row_loss(student, detail::distillation_rows(teacher, temperature),
+  return detail::row_loss(fn, student, detail::distillation_rows(teacher, temperature),
                           detail::reduction_code(options.reduction()));
 }
 

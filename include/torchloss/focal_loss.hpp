@@ -4,6 +4,7 @@
 /// form and the modules FocalLoss and WeightedFocalLoss.
 
 #include <torchloss/detail/ops.hpp>
+#include <torchloss/detail/module_state.hpp>
 #include <torchloss/detail/softmax_loss.hpp>
 
 namespace torchloss {
@@ -113,6 +114,13 @@ class FocalLossImplBase : public torch::nn::Cloneable<Derived> {
   /// Registers the `alpha` buffer (when given).
   void reset() override {
     alpha = options.alpha().defined() ? this->register_buffer("alpha", options.alpha().clone()) : torch::Tensor();
+  }
+
+  /// Loads a saved state; refuses one with an `alpha` when this module has none.
+  void load(torch::serialize::InputArchive& archive) override {
+    check_no_unregistered_tensor(archive, std::string("torchloss::") + Derived::kName, "alpha", alpha.defined(),
+                                 "options.alpha(...)");
+    torch::nn::Module::load(archive);
   }
 
   /// Prints the module and its options.

@@ -72,9 +72,33 @@ struct GHMCTerm {
   }
 };
 
+/// √(d² + μ²) without overflow or underflow in the square (a float32 d² overflows for
+/// |d| > 1.8e19): d² + μ² directly while both are below 2^60, else
+/// s·√((|d|/s)² + (μ/s)²) with s = max(|d|, μ). Vectors take the scaled form only when a
+/// lane needs it.
+template <typename V>
+inline V hypot_mu(const V& d, double mu) {
+  if constexpr (std::is_same<V, torch::Tensor>::value) {
+    return d.hypot(torch::full({}, mu, d.options()));
+  } else if constexpr (std::is_same<V, double>::value) {
+    return std::hypot(d, mu);
+  } else {
+    constexpr float kSafe = 1.152921504606846976e18f;  // 2^60: its square is far below FLT_MAX
+    const V magnitude = abs_value(d);
+    if (mu < kSafe && !any_lane(magnitude > kSafe)) return square_root(d * d + ops::lit<V>(mu * mu));
+    const V mu_v = ops::lit<V>(mu);
+    const V s = select(magnitude > mu_v, magnitude, mu_v);
+    // The larger part is exactly 1 (s = ∞ then gives ∞, not ∞/∞).
+    const V a = select(magnitude == s, splat<V>(1), magnitude / s);
+    const V b = select(mu_v == s, splat<V>(1), mu_v / s);
+    return s * square_root(a * a + b * b);
+  }
+}
+
 /// GHM-R's term, the authentic smooth L1 of d = x − y: ℓ = √(d² + μ²) − μ (as mmdetection
 /// writes it; for |d| ≪ μ its rounding error, about μ·ε, exceeds ℓ ≈ d²/2μ, but stays far
-/// below the loss of any element that matters), ∂ℓ/∂x = d / √(d² + μ²), ∂ℓ/∂y = −∂ℓ/∂x.
+/// below the loss of any element that matters), ∂ℓ/∂x = d / √(d² + μ²), ∂ℓ/∂y = −∂ℓ/∂x;
+/// the root is hypot_mu(), finite for every finite d and μ.
 struct GHMRTerm {
   /// μ.
   struct Params {
@@ -86,7 +110,7 @@ struct GHMRTerm {
   template <typename V>
   static V value_and_grad(const V& x, const V& y, const Params& p, V& grad) {
     const V d = x - y;
-    const V root = square_root(d * d + ops::lit<V>(p.mu * p.mu));
+    const V root = hypot_mu(d, p.mu);
     grad = d / root;
     return root - ops::lit<V>(p.mu);
   }
@@ -186,7 +210,9 @@ using GHMRFuncOptions = GHMRLossOptions;
 /// counted elements \f$V = \{i : \mathrm{label\_weight}_i > 0\}\f$,
 /// \f$\mathrm{tot} = \max(|V|, 1)\f$, and \f$B\f$ bins
 /// \f$[e_b, e_{b+1})\f$, \f$e_b = b / B\f$ (float32, the last edge raised by \f$10^{-6}\f$),
-/// let \f$R_b = \{i \in V : e_b \le g_i < e_{b+1}\}\f$ and \f$n\f$ the number of non-empty bins.
+/// let \f$R_b = \{i \in V : e_b \le g_i < e_{b+1}\}\f$ and \f$n\f$ the number of non-empty bins
+/// (\f$g_i\f$ evaluated in float64 for the comparison, on every path and for every dtype, so
+/// a \f$g_i\f$ equal to an edge, e.g. 0.5 at \f$x_i = 0\f$, falls in the bin above it).
 /// Element \f$i \in R_b\f$ gets the weight
 /// \f[ w_i = \frac{\mathrm{tot}}{n\, a_b}, \qquad
 ///     a_b = \begin{cases} |R_b| & m = 0, \\ m\, A_b + (1 - m)\, |R_b| & m > 0, \end{cases} \f]
@@ -255,6 +281,9 @@ inline torch::Tensor ghmr_loss(const torch::Tensor& input, const torch::Tensor& 
 ///
 /// `acc_sum` changes on every forward call with momentum > 0, in training and evaluation
 /// mode alike (as in mmdetection); evaluate on a `clone()` to leave it untouched.
+///
+/// Thread safety: one module may be called from several threads at once; each call's update
+/// of `acc_sum` is a locked read-modify-write (detail::state_lock), so none is lost.
 template <class Derived, class Options>
 class GHMLossImplBase : public torch::nn::Cloneable<Derived> {
  public:

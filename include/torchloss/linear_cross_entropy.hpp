@@ -293,6 +293,7 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
     const auto state = c10::static_intrusive_pointer_cast<LinearCrossEntropyState>(
         ctx->saved_data["state"].toCapsule());
     const auto& cfg = state->cfg;
+    check_no_double_backward(cfg.fn);
     const bool reduced = cfg.reduction != at::Reduction::None;
     const bool computed = state->grad_input.defined() || state->grad_weight.defined() || state->grad_bias.defined();
     torch::Tensor grad_input, grad_weight, grad_bias;

@@ -119,6 +119,13 @@ class LogitAdjustedCrossEntropyLossImpl : public torch::nn::Cloneable<LogitAdjus
     weight = options.weight().defined() ? register_buffer("weight", options.weight().clone()) : torch::Tensor();
   }
 
+  /// Loads a saved state; refuses one with a `weight` when this module has none.
+  void load(torch::serialize::InputArchive& archive) override {
+    detail::check_no_unregistered_tensor(archive, "torchloss::LogitAdjustedCrossEntropyLoss", "weight",
+                                         weight.defined(), "options.weight(...)");
+    torch::nn::Module::load(archive);
+  }
+
   /// Prints the module and its options.
   void pretty_print(std::ostream& stream) const override {
     stream << "torchloss::LogitAdjustedCrossEntropyLoss(classes=" << class_counts.numel() << ", tau=" << options.tau()

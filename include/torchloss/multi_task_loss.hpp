@@ -4,6 +4,7 @@
 /// learned homoscedastic-uncertainty weights (Kendall, Gal, Cipolla, CVPR 2018).
 
 #include <torchloss/detail/checks.hpp>
+#include <torchloss/detail/module_state.hpp>
 
 #include <vector>
 
@@ -68,6 +69,13 @@ class MultiTaskLossImpl : public torch::nn::Cloneable<MultiTaskLossImpl> {
     log_vars = options.learn_uncertainty()
                    ? register_parameter("log_vars", torch::zeros({tasks}, weights.options()))
                    : torch::Tensor();
+  }
+
+  /// Loads a saved state; refuses one with learned `log_vars` when this module learns none.
+  void load(torch::serialize::InputArchive& archive) override {
+    detail::check_no_unregistered_tensor(archive, "torchloss::MultiTaskLoss", "log_vars", log_vars.defined(),
+                                         "options.learn_uncertainty(true)");
+    torch::nn::Module::load(archive);
   }
 
   /// Prints the module and its options.

@@ -172,7 +172,7 @@ inline torch::Tensor seesaw_loss(const char* fn, const torch::Tensor& input, con
   check_row_labels(fn, input, target, "target");
   TORCH_CHECK(cum_samples.defined(), fn, ": cum_samples is an undefined tensor");
   check_class_vector(fn, input, cum_samples, input.size(1), "cum_samples");
-  return row_loss(input, seesaw_rows(fn, target, cum_samples, p, q, eps), reduction_code(reduction));
+  return row_loss(fn, input, seesaw_rows(fn, target, cum_samples, p, q, eps), reduction_code(reduction));
 }
 
 }  // namespace detail

@@ -212,7 +212,7 @@ inline torch::Tensor soft_target_cross_entropy(const torch::Tensor& input, const
   const char* fn = "torchloss::soft_target_cross_entropy";
   detail::check_row_logits(fn, input);
   detail::check_same_shape_target(fn, input, target);
-  return detail::row_loss(input, detail::soft_target_rows(fn, target), detail::reduction_code(options.reduction()));
+  return detail::row_loss(fn, input, detail::soft_target_rows(fn, target), detail::reduction_code(options.reduction()));
 }
 
 /// Mixup (or cutmix) cross entropy of logits \f$x\f$ [N, C] whose inputs mixed samples of
@@ -237,7 +237,7 @@ inline torch::Tensor mixup_cross_entropy(const torch::Tensor& input, const torch
   detail::check_row_labels(fn, input, y_b, "y_b");
   detail::check_range(fn, "lam", lam, 0.0, 1.0);
   detail::check_range(fn, "label_smoothing", options.label_smoothing(), 0.0, 1.0);
-  return detail::row_loss(input, detail::mixup_rows(fn, y_a, y_b, lam, options.label_smoothing()),
+  return detail::row_loss(fn, input, detail::mixup_rows(fn, y_a, y_b, lam, options.label_smoothing()),
                           detail::reduction_code(options.reduction()));
 }
 

@@ -300,6 +300,7 @@ struct SupConFunction : public torch::autograd::Function<SupConFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    check_no_double_backward(kSupConFn);
     const auto saved = ctx->get_saved_variables();
     const auto& anchors = saved[0];
     const auto& contrast = saved[1];

@@ -15,6 +15,7 @@
 #include <torchloss/detail/cuda_registry.hpp>
 #include <torchloss/detail/kernel_utils.hpp>
 #include <torchloss/detail/reduction.hpp>
+#include <torchloss/detail/state_lock.hpp>
 #include <torchloss/distributed.hpp>
 
 #include <ATen/Parallel.h>
@@ -281,6 +282,9 @@ struct CenterLossState : torch::CustomClassHolder {
 inline void update_centers(const CenterLossState& state, const torch::Tensor& diff, const torch::Tensor& labels) {
   torch::NoGradGuard no_grad;
   const torch::Tensor& centers = state.centers;
+  // A read-modify-write of the centers: one update at a time per centers tensor, so threads
+  // sharing one module lose none (each update still uses the centers its forward saw).
+  const auto lock = state_lock(centers);
   TORCH_CHECK(centers.scalar_type() == diff.scalar_type() && centers.device() == diff.device() &&
                   centers.sizes().vec() == state.centers_sizes,
               kCenterLossFn, ": centers changed dtype, device or shape between forward and backward (now ",
@@ -331,6 +335,21 @@ struct CenterLossConfig {
   AllReduceFn all_reduce;
 };
 
+/// `value` + (t − t.detach()): the value of `value` with the derivatives of t (0 where t is
+/// not finite, so the value stays exact there too).
+inline torch::Tensor with_derivatives_of(const torch::Tensor& value, const torch::Tensor& t) {
+  const auto delta = t - t.detach();
+  return value + torch::where(t.detach().isfinite(), delta, torch::zeros_like(delta));
+}
+
+/// The saved diff x − c_y, differentiable in the features and (when saved) learnable centers.
+inline torch::Tensor differentiable_diff(const torch::Tensor& diff, const torch::Tensor& features,
+                                         const torch::Tensor& centers, const torch::Tensor& labels) {
+  auto result = with_derivatives_of(diff, features.to(diff.scalar_type()));
+  if (centers.defined()) result = result - with_derivatives_of(torch::zeros_like(diff), centers.index_select(0, labels));
+  return result;
+}
+
 /// Center loss as a custom autograd function. Forward: ½‖x_i − c_{y_i}‖² per sample, reduced.
 /// Backward: the feature gradient g·diff_i (÷N for kMean), a gradient −Σ_{y_i=j} g·diff_i for
 /// centers that require grad, and, when the config asks for it, the in-place update of the
@@ -377,7 +396,10 @@ struct CenterLossFunction : public torch::autograd::Function<CenterLossFunction>
       state->centers = centers;
       state->all_reduce = std::move(cfg.all_reduce);
     }
-    ctx->save_for_backward({f.diff, y});
+    // The features, and learnable centers, as well: a backward under create_graph
+    // differentiates through them (centers that the update rewrites in place are constants
+    // and are not saved, which would make a later backward refuse them as modified).
+    ctx->save_for_backward({f.diff, y, features, centers.requires_grad() ? centers : torch::Tensor()});
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
     return {reduce_loss(f.losses, cfg.reduction, state->denominator).to(features.scalar_type())};
   }
@@ -392,7 +414,9 @@ struct CenterLossFunction : public torch::autograd::Function<CenterLossFunction>
     if (ctx->needs_input_grad(0) || ctx->needs_input_grad(2)) {
       auto scale = element_grad_scale(grad_outputs[0].to(diff.scalar_type()), state->reduction, state->denominator);
       if (state->reduction == at::Reduction::None) scale = scale.reshape({-1, 1});
-      const auto scaled = diff * scale;
+      // Under create_graph: diff with the derivatives of x − c_y attached (its value
+      // unchanged), so the gradient is differentiable in the features and learnable centers.
+      const auto scaled = (torch::GradMode::is_enabled() ? differentiable_diff(diff, saved[2], saved[3], labels) : diff) * scale;
       if (ctx->needs_input_grad(0)) grad_features = scaled.to(state->features_dtype);
       if (ctx->needs_input_grad(2)) {
         grad_centers = torch::zeros(state->centers_sizes, diff.options()).index_add_(0, labels, -scaled);

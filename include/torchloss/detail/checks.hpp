@@ -115,6 +115,14 @@ inline void check_broadcast_weight(const char* fn, const torch::Tensor& input, c
   check_same_device(fn, input, weight, "weight");
 }
 
+/// Called first in the backward of a loss whose backward is not itself differentiable: under
+/// create_graph=true (grad mode on inside the backward) its second derivative would silently
+/// come out as nothing, so the call is refused instead.
+inline void check_no_double_backward(const char* fn) {
+  TORCH_CHECK(!torch::GradMode::is_enabled(), fn,
+              ": double backward (backward with create_graph=true) is not supported by this loss");
+}
+
 /// A scalar option inside [low, high] (NaN fails).
 inline void check_range(const char* fn, const char* name, double value, double low, double high) {
   TORCH_CHECK(value >= low && value <= high, fn, ": ", name, " must be in [", low, ", ", high,

@@ -18,58 +18,122 @@
 namespace torchloss {
 namespace detail {
 
-/// How a broadcast weight maps onto the flattened input: element i reads
-/// weight[(i / inner) % period]. Weights that do not fit the pattern are materialised.
-struct BroadcastWeight {
-  torch::Tensor values;  ///< contiguous, compute dtype; undefined when there is no weight
-  int64_t inner = 1, period = 1;
-};
+/// A weight broadcast to an input, encoded for the fused kernels: element i of the flattened
+/// input reads values()[(i / inner()) % period()]. A weight whose non-1 dims form one block
+/// of the input's dims is read in place (period = the block's size, inner = the size of the
+/// dims after it); any other weight is materialised to the input's shape (period = numel,
+/// inner = 1). The ATen path reads broadcastable(), which needs no division, so an empty
+/// input (inner or period 0 in the formula) is no special case there; inner() and period()
+/// are at least 1, so index() never divides by zero either.
+class BroadcastWeight {
+ public:
+  /// No weight: every element weighs 1.
+  BroadcastWeight() = default;
 
-/// Right-aligns the weight's shape with the input's; when its non-1 dims form one block,
-/// reads it in place, else expands it to the input's shape.
-inline BroadcastWeight broadcast_weight(const torch::Tensor& weight, const torch::Tensor& input,
-                                        torch::ScalarType dtype) {
-  BroadcastWeight b;
-  if (!weight.defined()) return b;
-  const int64_t offset = input.dim() - weight.dim();
-  int64_t first = -1, last = -1;
-  for (int64_t d = 0; d < weight.dim(); ++d) {
-    if (weight.size(d) != 1) {
-      if (first < 0) first = d + offset;
-      last = d + offset;
+  /// Encodes `weight` (undefined: none), broadcastable to `input_sizes`, in `dtype`.
+  BroadcastWeight(const torch::Tensor& weight, torch::IntArrayRef input_sizes, torch::ScalarType dtype) {
+    if (!weight.defined()) return;
+    const int64_t input_dim = static_cast<int64_t>(input_sizes.size());
+    const int64_t offset = input_dim - weight.dim();
+    int64_t first = -1, last = -1;
+    for (int64_t d = 0; d < weight.dim(); ++d) {
+      if (weight.size(d) != 1) {
+        if (first < 0) first = d + offset;
+        last = d + offset;
+      }
     }
+    bool block = true;
+    for (int64_t d = first; first >= 0 && d <= last; ++d) block = block && weight.size(d - offset) == input_sizes[d];
+    if (!block) {
+      values_ = weight.to(dtype).expand(input_sizes).contiguous();
+      shape_ = input_sizes.vec();
+      period_ = std::max<int64_t>(1, values_.numel());
+      return;
+    }
+    values_ = weight.to(dtype).contiguous();
+    shape_ = weight.sizes().vec();
+    period_ = std::max<int64_t>(1, values_.numel());
+    int64_t inner = 1;
+    if (first < 0) {
+      inner = c10::multiply_integers(input_sizes);  // one value for the whole input
+    } else {
+      for (int64_t d = last + 1; d < input_dim; ++d) inner *= input_sizes[d];
+    }
+    inner_ = std::max<int64_t>(1, inner);
   }
-  bool block = true;
-  for (int64_t d = first; first >= 0 && d <= last; ++d) block = block && weight.size(d - offset) == input.size(d);
-  if (!block) {
-    b.values = weight.to(dtype).expand(input.sizes()).contiguous();
-    b.period = input.numel();
+
+  /// Whether there is a weight.
+  bool defined() const { return values_.defined(); }
+  /// The weight values (contiguous, compute dtype); undefined when there is no weight.
+  const torch::Tensor& values() const { return values_; }
+  /// Elements that share one weight value before the index advances (>= 1).
+  int64_t inner() const { return inner_; }
+  /// Distinct weight values along the pattern (>= 1).
+  int64_t period() const { return period_; }
+  /// The index into values() of flattened element i.
+  int64_t index(int64_t i) const { return (i / inner_) % period_; }
+
+  /// The values in a shape that broadcasts to the input (ATen path; ones({}) without weight).
+  torch::Tensor broadcastable(const torch::TensorOptions& options) const {
+    return defined() ? values_.view(shape_) : torch::ones({}, options);
+  }
+  /// The values expanded to the input's shape (a view, no copy; ones without weight).
+  torch::Tensor expanded(const torch::Tensor& input) const {
+    return broadcastable(input.options()).expand(input.sizes());
+  }
+
+  /// The integers that, with values(), rebuild this encoding (for an autograd context).
+  std::vector<int64_t> layout() const {
+    std::vector<int64_t> packed{inner_, period_};
+    packed.insert(packed.end(), shape_.begin(), shape_.end());
+    return packed;
+  }
+  /// Rebuilds an encoding from values() and layout().
+  static BroadcastWeight from_layout(torch::Tensor values, const std::vector<int64_t>& packed) {
+    BroadcastWeight b;
+    b.values_ = std::move(values);
+    b.inner_ = packed.at(0);
+    b.period_ = packed.at(1);
+    b.shape_.assign(packed.begin() + 2, packed.end());
     return b;
   }
-  b.values = weight.to(dtype).contiguous();
-  b.period = b.values.numel();
-  for (int64_t d = last + 1; first >= 0 && d < input.dim(); ++d) b.inner *= input.size(d);
-  if (first < 0) b.inner = input.numel();
-  return b;
-}
 
-/// Calls `run(begin, length, w, w_stride)` over [begin, end) in runs along which the weight
-/// index is either constant (w_stride 0) or advances with the element (w_stride 1).
-template <typename T, typename Run>
-inline void for_weight_runs(int64_t begin, int64_t end, const BroadcastWeight& b, const T* w, Run run) {
-  for (int64_t i = begin; i < end;) {
-    int64_t length;
-    if (b.inner == 1) {
-      const int64_t j = i % b.period;
-      length = std::min(end - i, b.period - j);
-      run(i, length, w + j, std::integral_constant<int, 1>());
-    } else {
-      const int64_t segment = i / b.inner;
-      length = std::min(end - i, (segment + 1) * b.inner - i);
-      run(i, length, w + segment % b.period, std::integral_constant<int, 0>());
+  /// Calls `run(begin, length, w, w_stride)` over [begin, end) in runs along which the weight
+  /// index is either constant (w_stride 0: w[0] for the whole run) or advances with the
+  /// element (w_stride 1: w[k] for element begin + k). `w` is values()' data (ignored, and a
+  /// pointer to 1 passed instead, without weight).
+  template <typename T, typename Run>
+  void for_runs(int64_t begin, int64_t end, const T* w, Run run) const {
+    static const T one = 1;
+    if (!defined()) {
+      if (begin < end) run(begin, end - begin, &one, std::integral_constant<int, 0>());
+      return;
     }
-    i += length;
+    for (int64_t i = begin; i < end;) {
+      int64_t length;
+      if (inner_ == 1) {
+        const int64_t j = i % period_;
+        length = std::min(end - i, period_ - j);
+        run(i, length, w + j, std::integral_constant<int, 1>());
+      } else {
+        const int64_t segment = i / inner_;
+        length = std::min(end - i, (segment + 1) * inner_ - i);
+        run(i, length, w + segment % period_, std::integral_constant<int, 0>());
+      }
+      i += length;
+    }
   }
+
+ private:
+  torch::Tensor values_;
+  std::vector<int64_t> shape_;  ///< the shape values_ broadcasts from
+  int64_t inner_ = 1, period_ = 1;
+};
+
+/// The encoding of `weight` (undefined: none) for `input`, in `dtype`.
+inline BroadcastWeight broadcast_weight(const torch::Tensor& weight, const torch::Tensor& input,
+                                        torch::ScalarType dtype) {
+  return BroadcastWeight(weight, input.sizes(), dtype);
 }
 
 /// The weights of elements k.. of a run as a V: loaded when the weight advances with the
@@ -106,10 +170,7 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
                                       T* grad_out = nullptr, double grad_factor = 1) {
   const T* x = x_t.data_ptr<T>();
   const T* y = y_t.data_ptr<T>();
-  const T one = 1;
-  const T* w = b.values.defined() ? b.values.template data_ptr<T>() : &one;
-  const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
-  const BroadcastWeight& layout = b.values.defined() ? b : unweighted;
+  const T* w = b.defined() ? b.values().template data_ptr<T>() : nullptr;
   const int64_t n = x_t.numel();
   const bool keep_elements = reduction == at::Reduction::None;
   auto losses = torch::empty(keep_elements ? x_t.sizes() : torch::IntArrayRef{}, x_t.options());
@@ -132,7 +193,7 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
         // comparisons: it is not counted).
         auto outside = decltype(W{} < W{}){};
         bool outside_tail = false;
-        for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
+        b.for_runs(begin, end, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
           const T* xr = x + i0;
           const T* yr = y + i0;
           const auto element_loss = [&](int64_t k, auto tag) {
@@ -166,16 +227,14 @@ torch::Tensor elementwise_forward_cpu(const torch::Tensor& x_t, const torch::Ten
   return losses;
 }
 
-/// The weight as an input-shaped (broadcasting) tensor for the ATen path.
+/// The weight as a tensor that broadcasts to x, for the ATen path.
 inline torch::Tensor aten_weight(const BroadcastWeight& b, const torch::Tensor& x) {
-  if (!b.values.defined()) return torch::ones({}, x.options());
-  if (b.period == x.numel()) return b.values.view(x.sizes());
-  // Rebuild the [outer, period, inner] view that for_weight_runs walks.
-  return b.values.view({1, b.period, 1}).expand({x.numel() / (b.period * b.inner), b.period, b.inner})
-      .reshape(x.sizes());
+  return b.broadcastable(x.options());
 }
 
-/// The autograd function of every element-wise loss.
+/// The autograd function of every element-wise loss. Its backward is differentiable when it
+/// runs with grad mode on (`create_graph`): the gradient is then computed from the saved
+/// input through the ATen formulas, so second derivatives are exact on every path.
 template <class Term>
 struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLossFunction<Term>> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
@@ -206,9 +265,12 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
       losses = aten_weight(b, x) * Term::value(x, y, params);
       if (reduction != at::Reduction::None) losses = losses.sum();
     }
-    ctx->save_for_backward({x, y, b.values, grad});
-    ctx->saved_data["layout"] = std::vector<int64_t>{b.inner, b.period, reduction,
-                                                     static_cast<int64_t>(input.scalar_type()), group};
+    // The input itself as well: a backward under create_graph differentiates through it.
+    ctx->save_for_backward({x, y, b.values(), grad, input});
+    ctx->saved_data["weight_layout"] = b.layout();
+    ctx->saved_data["reduction"] = reduction;
+    ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
+    ctx->saved_data["group"] = group;
     ctx->saved_data["params"] = params.pack();
     // losses already holds the sum for kSum/kMean; kMean divides by the output count.
     auto loss = losses;
@@ -220,29 +282,33 @@ struct ElementwiseLossFunction : public torch::autograd::Function<ElementwiseLos
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const auto& x = saved[0];
     const auto& y = saved[1];
-    const auto layout = ctx->saved_data["layout"].toIntVector();
-    BroadcastWeight b{saved[2], layout[0], layout[1]};
-    const int64_t reduction = layout[2];
-    const auto input_dtype = static_cast<torch::ScalarType>(layout[3]);
-    const int64_t group = layout[4];
+    const auto b = BroadcastWeight::from_layout(saved[2], ctx->saved_data["weight_layout"].toIntVector());
+    const auto& precomputed = saved[3];
+    const int64_t reduction = ctx->saved_data["reduction"].toInt();
+    const auto input_dtype = static_cast<torch::ScalarType>(ctx->saved_data["input_dtype"].toInt());
+    const int64_t group = ctx->saved_data["group"].toInt();
     const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
     const auto& grad_output = grad_outputs[0];
+    // Under create_graph the gradient must itself be differentiable: ATen formulas on the
+    // saved input (its graph intact), never the forward's buffers.
+    const bool differentiable = torch::GradMode::is_enabled();
+    const auto x = differentiable ? saved[4].to(y.scalar_type()) : saved[0];
     torch::Tensor grad;
-    if (saved[3].defined() && reduction != at::Reduction::None) {
+    if (!differentiable && precomputed.defined() && reduction != at::Reduction::None) {
       // The CPU kernel wrote ∂loss/∂x in the forward: scale it by the incoming gradient, or
       // hand it on as it is for the usual loss.backward() (the buffer is released with the
       // graph, so AccumulateGrad can keep it without a copy).
       const bool unit = grad_output.numel() == 1 && grad_output.device().is_cpu() && grad_output.item<double>() == 1;
-      grad = unit ? saved[3] : saved[3] * grad_output.to(x.scalar_type());
+      grad = unit ? precomputed : precomputed * grad_output.to(x.scalar_type());
     } else {
       auto scale = element_grad_scale(grad_output.to(x.scalar_type()), reduction, static_cast<double>(x.numel() / group));
       if (reduction == at::Reduction::None && group > 1) {
         scale = scale.reshape({-1, 1}).expand({-1, group}).reshape(x.sizes());
       }
       // kNone: the CPU kernel wrote w·∂ℓ/∂x in the forward; the ATen path computes it here.
-      grad = saved[3].defined() ? saved[3] * scale : scale * aten_weight(b, x) * Term::grad(x, y, params);
+      grad = !differentiable && precomputed.defined() ? precomputed * scale
+                                                      : scale * aten_weight(b, x) * Term::grad(x, y, params);
     }
     return {grad.to(input_dtype), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor(), torch::Tensor()};

@@ -49,6 +49,22 @@ inline V int_to_float(bits_t<V> i) {
   }
 }
 
+/// 4 and 8 uint32 lanes, for shifts that must not overflow a signed lane.
+typedef std::uint32_t vuint __attribute__((vector_size(16)));
+typedef std::uint32_t vuint8 __attribute__((vector_size(32)));
+
+/// bits << 23 per lane, computed on unsigned lanes (defined for every bit pattern).
+template <typename V>
+inline bits_t<V> shift_to_exponent(bits_t<V> bits) {
+  if constexpr (std::is_same<V, vfloat8>::value) {
+    return (bits_t<V>)((vuint8)bits << 23);
+  } else if constexpr (is_simd_v<V>) {
+    return (bits_t<V>)((vuint)bits << 23);
+  } else {
+    return static_cast<std::int32_t>(static_cast<std::uint32_t>(bits) << 23);
+  }
+}
+
 /// e^x: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n by exponent bits.
 /// Inputs below -87.3 give about 1e-38 (not a denormal or 0); NaN stays NaN.
 template <typename V>
@@ -74,8 +90,9 @@ inline V exp(V x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    // The low mantissa bits of the shifted float hold n; move it to the exponent field.
-    return p * from_bits<V>((n_bits - 0x4B400000 + 127) << 23);
+    // The low mantissa bits of the shifted float hold n; move it to the exponent field (in
+    // unsigned arithmetic: a NaN's bits would make the signed shift undefined).
+    return p * from_bits<V>(shift_to_exponent<V>(n_bits - 0x4B400000 + 127));
   }
 }
 

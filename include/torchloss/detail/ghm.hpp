@@ -22,6 +22,7 @@
 #include <torchloss/detail/ops.hpp>
 #include <torchloss/detail/reduction.hpp>
 #include <torchloss/detail/simd.hpp>
+#include <torchloss/detail/state_lock.hpp>
 #include <torchloss/distributed.hpp>
 
 #include <ATen/Parallel.h>
@@ -115,7 +116,15 @@ inline V square_root(const V& v) {
 
 /// mmdetection's bin edges: `torch.arange(bins + 1).float() / bins` (float32), with the last
 /// edge raised by 1e-6 (in float32) so that g = 1 falls in the last bin. Bin i is
-/// [edge(i), edge(i+1)).
+/// [edge(i), edge(i+1)): a g equal to an edge belongs to the bin above it.
+///
+/// One definition of an element's bin on every path and in every dtype: the bin of g
+/// evaluated in float64 from the element's values (the loss's formula in double; exact at
+/// the ties that occur in practice, e.g. GHM-C's g = 0.5 at x = 0), compared with the float32
+/// edges. A float32 kernel bins its own float g directly when that g lies farther than
+/// 2^-20 from every edge (its error is a few 2^-24, so the bin is then the float64 one too),
+/// and recomputes g in float64 otherwise. float32, float64 and the ATen path thus agree
+/// unless g lies within a float64 rounding (about 1e-16) of an edge.
 ///
 /// Slots: 0 ... bins-1 are the bins; `bins` holds counted elements in no bin (g NaN or beyond
 /// the last edge), `bins + 1` the elements that do not count (label_weight <= 0, or NaN).
@@ -142,41 +151,73 @@ struct GHMEdges {
     }
   }
 
-  /// The slot of a gradient norm g (>= 0, or NaN). The candidate c = floor(fl(g · bins)) is
-  /// the bin unless fl(g · bins) lies within 1.5 · bins · 2^-24 of an inner edge's integer:
-  /// that bounds the rounding of the product and of the float32 edge, so g then lies on the
-  /// same side of the edge as g · bins of the integer. Only a vector with a lane that close
-  /// (about bins · 2^-20 of the elements; the fixtures keep theirs 1e-4 away) takes the exact
-  /// comparisons with the edges. Edge 0 needs none (g >= 0), and the last bin's upper edge
-  /// 1 + 1e-6 is one comparison. V may be a vector: no branch on a lane.
-  template <typename V>
-  slot_t<V> slot(V g) const {
+  /// The slot of a gradient norm g given in float64 (>= 0, or NaN): exact comparisons with
+  /// the float32 edges.
+  int32_t exact_slot(double g) const {
+    if (!(g >= 0 && g < static_cast<double>(last))) return bins;
+    const double scaled = g * static_cast<double>(bins);
+    // The product's rounding and the edges' float32 rounding are each far below one bin.
+    int32_t b = scaled < static_cast<double>(bins - 1) ? static_cast<int32_t>(scaled) : bins - 1;
+    if (b > 0 && g < static_cast<double>(edge<float>(b))) --b;
+    if (b + 1 < bins && g >= static_cast<double>(edge<float>(b + 1))) ++b;
+    return b;
+  }
+
+  /// The slot of a gradient norm g (>= 0, or NaN) of the kernels' types; `exact_norm(j)`
+  /// gives lane j's g in float64 (see the struct comment), asked for only where the float g
+  /// lies within 2^-20 of an inner edge. The candidate c = floor(fl(g · bins)) is the bin
+  /// otherwise; edge 0 needs no test (g >= 0), and the last bin's upper edge 1 + 1e-6 is one
+  /// comparison. V may be a vector: no branch on a lane in the common case.
+  template <typename V, typename ExactNorm>
+  slot_t<V> slot(V g, ExactNorm exact_norm) const {
     using S = slot_t<V>;
     using L = lane_t<V>;
-    const V scaled = g * static_cast<L>(bins_f);
-    // NaN fails the comparison and takes bins - 1; the final test sends it to no bin.
-    const V top = splat<V>(bins - 1);
-    const V clamped = select(scaled < top, scaled, top);
-    S b;
-    V fraction;  // exact (Sterbenz): scaled and b are within a factor 2, or b = 0
-    if constexpr (is_simd_v<V>) {
-      b = __builtin_convertvector(clamped, S);
-      fraction = scaled - __builtin_convertvector(b, V);
+    if constexpr (std::is_same<V, double>::value) {
+      (void)exact_norm;  // g is already the float64 value
+      return exact_slot(g);
     } else {
-      b = static_cast<int32_t>(clamped);
-      fraction = scaled - static_cast<V>(b);
+      const V scaled = g * static_cast<L>(bins_f);
+      // NaN fails the comparison and takes bins - 1; the final test sends it to no bin.
+      const V top = splat<V>(bins - 1);
+      const V clamped = select(scaled < top, scaled, top);
+      S b;
+      V fraction;  // exact (Sterbenz): scaled and b are within a factor 2, or b = 0
+      if constexpr (is_simd_v<V>) {
+        b = __builtin_convertvector(clamped, S);
+        fraction = scaled - __builtin_convertvector(b, V);
+      } else {
+        b = static_cast<int32_t>(clamped);
+        fraction = scaled - static_cast<V>(b);
+      }
+      // Beyond the last edge (only from the last bin) or NaN: in no bin.
+      b = select_slot((g >= 0) & (g < last), b, S{} + bins);
+      const L margin = static_cast<L>(bins_f) * static_cast<L>(1.0 / (1 << 20));
+      const auto near = ((fraction < margin) & (b > S{}) & (b < S{} + bins)) |
+                        ((fraction > 1 - margin) & (b < S{} + (bins - 1)));
+      if (any_lane(near)) {
+        if constexpr (is_simd_v<V>) {
+          for (int j = 0; j < static_cast<int>(lanes_v<V>); ++j) {
+            if (near[j]) b[j] = exact_slot(exact_norm(j));
+          }
+        } else {
+          b = exact_slot(exact_norm(0));
+        }
+      }
+      return b;
     }
-    const L margin = static_cast<L>(bins_f) * static_cast<L>(1.0 / (1 << 22));
-    const S one = S{} + 1;
-    const auto near = ((fraction < margin) & (b > S{})) | ((fraction > 1 - margin) & (b < S{} + (bins - 1)));
-    if (any_lane(near)) {
-      b = select_slot(g < edge<V>(b), b - one, b);
-      // edge(b + 1) is computed for every lane, then replaced by the last edge where b + 1 = bins.
-      const V upper = select(b + one < S{} + bins, edge<V>(b + one), splat<V>(last));
-      b = select_slot(g >= upper, b + one, b);
-    }
-    // Beyond the last edge (only from the last bin) or NaN: in no bin.
-    return select_slot((g >= 0) & (g < last), b, S{} + bins);
+  }
+
+  /// The slot of a gradient norm g taken as exact (its value, compared with the edges).
+  template <typename V>
+  slot_t<V> slot(V g) const {
+    return slot(g, [&](int j) {
+      if constexpr (is_simd_v<V>) {
+        return static_cast<double>(g[j]);
+      } else {
+        (void)j;
+        return static_cast<double>(g);
+      }
+    });
   }
 
   /// The edges [bins + 1] as a float32 tensor (then in `options`' dtype and device).
@@ -187,14 +228,16 @@ struct GHMEdges {
     return torch::tensor(values, torch::kFloat).to(options);
   }
 
-  /// slot() on a tensor of gradient norms (the ATen path): int64 of g's shape.
-  torch::Tensor slot(const torch::Tensor& g) const {
+  /// exact_slot() on a tensor of gradient norms (the ATen path), compared in float64:
+  /// int64 of g's shape.
+  torch::Tensor slot(const torch::Tensor& g_in) const {
+    const auto g = g_in.to(torch::kDouble);
     const auto table = edges_tensor(g.options());
     const auto scaled = g * static_cast<double>(bins);
     auto b = scaled.masked_fill(~(scaled < static_cast<double>(bins - 1)), bins - 1).to(torch::kLong);
     b = b - (g < table.take(b)).to(torch::kLong);
     b = b + (g >= table.take(b + 1)).to(torch::kLong);
-    return b.masked_fill_(~(g >= 0), bins);
+    return b.masked_fill_(~((g >= 0) & (g < table[bins])), bins);
   }
 };
 
@@ -258,7 +301,13 @@ inline void ghm_block(const T* xb, const T* yb, const T* wb, int64_t m, const GH
     V grad;
     store(values + k, Term::value_and_grad(x, y, params, grad));
     store(grad_out + k, grad);
-    store(slot + k, select_slot(w > 0, edges.slot(abs_value(grad)), S{} + (edges.bins + 1)));
+    // A g near an edge is binned from its float64 value (see GHMEdges).
+    const auto exact_norm = [&](int j) {
+      double exact_grad;
+      (void)Term::value_and_grad(static_cast<double>(xb[k + j]), static_cast<double>(yb[k + j]), params, exact_grad);
+      return std::abs(exact_grad);
+    };
+    store(slot + k, select_slot(w > 0, edges.slot(abs_value(grad), exact_norm), S{} + (edges.bins + 1)));
     if constexpr (is_simd_v<V>) {
       weight_vec += w;
       if (Term::kProbabilityTarget) bad_vec |= ~((y >= 0) & (y <= 1)) & (y == y);
@@ -308,10 +357,7 @@ GHMHistogram ghm_forward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t,
                              torch::Tensor& grad_t, torch::Tensor& slot_t) {
   const T* x = x_t.data_ptr<T>();
   const T* y = y_t.data_ptr<T>();
-  const T one = 1;
-  const T* w = lw.values.defined() ? lw.values.template data_ptr<T>() : &one;
-  const BroadcastWeight unweighted{torch::Tensor(), x_t.numel(), 1};
-  const BroadcastWeight& layout = lw.values.defined() ? lw : unweighted;
+  const T* w = lw.defined() ? lw.values().template data_ptr<T>() : nullptr;
   T* grad = grad_t.data_ptr<T>();
   SlotT* slot_out = slot_t.data_ptr<SlotT>();
   const int64_t n = x_t.numel();
@@ -338,7 +384,7 @@ GHMHistogram ghm_forward_cpu(const torch::Tensor& x_t, const torch::Tensor& y_t,
       GHMBin* bins_of_lanes = lane_bins.data();
       const auto run = [&](auto width) {
         using W = decltype(width);
-        for_weight_runs(begin, end, layout, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
+        lw.for_runs(begin, end, w, [&](int64_t i0, int64_t length, const T* wr, auto w_stride) {
           constexpr int stride = decltype(w_stride)::value;
           for (int64_t s = 0; s < length; s += kGHMBlock) {
             const int64_t at0 = i0 + s, m = std::min(kGHMBlock, length - s);
@@ -398,12 +444,16 @@ torch::Tensor ghm_backward_cpu(const torch::Tensor& derivative_t, const torch::T
   return grad_t;
 }
 
-/// The slots of the ATen path (see GHMEdges): the bin of |∂ℓ/∂x|, `bins` for counted
-/// elements in no bin, `bins + 1` for the elements that do not count.
-inline torch::Tensor ghm_slots_aten(const torch::Tensor& grad, const BroadcastWeight& lw, const torch::Tensor& x,
-                                    const GHMEdges& edges) {
-  auto slot = edges.slot(grad.abs());
-  if (lw.values.defined()) slot.masked_fill_(~(aten_weight(lw, x) > 0), edges.bins + 1);
+/// The slots of the ATen path (see GHMEdges): the bin of |∂ℓ/∂x| evaluated in float64,
+/// `bins` for counted elements in no bin, `bins + 1` for the elements that do not count.
+template <class Term>
+torch::Tensor ghm_slots_aten(const torch::Tensor& x, const torch::Tensor& y, const typename Term::Params& params,
+                             const BroadcastWeight& lw, const GHMEdges& edges) {
+  torch::NoGradGuard no_grad;  // the bins are constants
+  torch::Tensor exact_grad;
+  (void)Term::value_and_grad(x.to(torch::kDouble), y.to(torch::kDouble), params, exact_grad);
+  auto slot = edges.slot(exact_grad.abs());
+  if (lw.defined()) slot.masked_fill_(~(lw.expanded(x) > 0), edges.bins + 1);
   return slot;
 }
 
@@ -431,7 +481,9 @@ inline torch::Tensor ghm_slot_factors(const torch::Tensor& stats, const torch::T
 }
 
 /// The autograd function of the GHM losses. The bin weights are constants (the reference
-/// detaches g), so backward is the weighted ∂ℓ/∂x.
+/// detaches g), so backward is the weighted ∂ℓ/∂x. With grad mode on in backward
+/// (`create_graph`) the gradient is computed from the saved input and target through the
+/// ATen formulas, so it is itself differentiable.
 template <class Term>
 struct GHMLossFunction : public torch::autograd::Function<GHMLossFunction<Term>> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
@@ -463,37 +515,45 @@ struct GHMLossFunction : public torch::autograd::Function<GHMLossFunction<Term>>
     } else {
       if (Term::kProbabilityTarget) check_probabilities(call.fn, target);
       values = Term::value_and_grad(x, y, params, derivative);
-      slot = ghm_slots_aten(derivative, lw, x, call.edges);
+      slot = ghm_slots_aten<Term>(x, y, params, lw, call.edges);
       const auto dopt = x.options().dtype(torch::kDouble);
       const auto counts =
           torch::zeros({bins + 2}, dopt).index_add_(0, slot.flatten(), torch::ones({slot.numel()}, dopt));
       torch::Tensor tot;
-      if (!lw.values.defined()) {
+      if (!lw.defined()) {
         tot = torch::full({1}, static_cast<double>(x.numel()), dopt);
       } else {
-        const auto w = aten_weight(lw, x);
+        const auto w = lw.expanded(x);
         tot = (call.tot_is_weight_sum ? w.sum(torch::kDouble) : (w > 0).sum().to(torch::kDouble)).reshape({1});
       }
       stats = torch::cat({counts.narrow(0, 0, bins), tot});
     }
     if (call.all_reduce) call.all_reduce(stats);
-    const auto factors = ghm_slot_factors(stats, call.acc_sum, call.momentum, call.loss_weight);
+    torch::Tensor factors;
+    {
+      // The moving average is a read-modify-write of acc_sum: one call at a time per buffer.
+      const auto lock = call.momentum > 0 ? state_lock(call.acc_sum) : std::unique_lock<std::mutex>();
+      factors = ghm_slot_factors(stats, call.acc_sum, call.momentum, call.loss_weight);
+    }
     torch::Tensor loss;
     if (fused) {
       loss = (factors * sums).sum();
     } else {
-      loss = (factors.to(dtype).take(slot) * values).sum();
+      // In float64, as the fused path's per-bin sums: a float32 total could overflow.
+      loss = (factors.take(slot) * values.to(torch::kDouble)).sum();
     }
     // Backward needs ∂ℓ/∂x and the slots (saved by the fused forward; recomputed from x and
     // y on the ATen path, where saving them would cost device memory), and x for GHM-C's
-    // target gradient.
+    // target gradient; the input and target themselves for a differentiable backward.
     if (fused) {
-      ctx->save_for_backward({x, torch::Tensor(), torch::Tensor(), factors, derivative, slot});
+      ctx->save_for_backward({x, y, torch::Tensor(), factors, derivative, slot, input, target});
     } else {
-      ctx->save_for_backward({x, y, lw.values, factors, torch::Tensor(), torch::Tensor()});
+      ctx->save_for_backward({x, y, lw.values(), factors, torch::Tensor(), torch::Tensor(), input, target});
     }
-    ctx->saved_data["layout"] = std::vector<int64_t>{lw.inner, lw.period, bins, static_cast<int64_t>(input.scalar_type()),
-                                                     static_cast<int64_t>(target.scalar_type())};
+    ctx->saved_data["weight_layout"] = lw.layout();
+    ctx->saved_data["bins"] = bins;
+    ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
+    ctx->saved_data["target_dtype"] = static_cast<int64_t>(target.scalar_type());
     ctx->saved_data["params"] = params.pack();
     return {loss.to(input.scalar_type())};
   }
@@ -501,16 +561,19 @@ struct GHMLossFunction : public torch::autograd::Function<GHMLossFunction<Term>>
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const auto& x = saved[0];
-    const auto layout = ctx->saved_data["layout"].toIntVector();
-    const GHMEdges edges(layout[2]);
-    const auto input_dtype = static_cast<torch::ScalarType>(layout[3]);
-    const auto target_dtype = static_cast<torch::ScalarType>(layout[4]);
+    const GHMEdges edges(ctx->saved_data["bins"].toInt());
+    const auto input_dtype = static_cast<torch::ScalarType>(ctx->saved_data["input_dtype"].toInt());
+    const auto target_dtype = static_cast<torch::ScalarType>(ctx->saved_data["target_dtype"].toInt());
+    const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
+    const bool differentiable = torch::GradMode::is_enabled();
+    // Under create_graph: the saved input and target, their graphs intact.
+    const auto x = differentiable ? saved[6].to(saved[0].scalar_type()) : saved[0];
+    const auto y = differentiable ? saved[7].to(saved[0].scalar_type()) : saved[1];
     // The loss is a scalar: one incoming gradient scales every slot factor.
     const auto table = (saved[3] * grad_outputs[0].to(torch::kDouble)).to(x.scalar_type()).contiguous();
     torch::Tensor derivative = saved[4], slot = saved[5];
     torch::Tensor grad_input, grad_target;
-    if (derivative.defined()) {
+    if (derivative.defined() && !differentiable) {
       if (ctx->needs_input_grad(0)) {
         AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "torchloss_ghm_backward", [&] {
           grad_input = slot.scalar_type() == torch::kByte
@@ -519,10 +582,12 @@ struct GHMLossFunction : public torch::autograd::Function<GHMLossFunction<Term>>
         });
       }
     } else {
-      const BroadcastWeight lw{saved[2], layout[0], layout[1]};
-      const auto params = Term::Params::unpack(ctx->saved_data["params"].toDoubleVector());
-      (void)Term::value_and_grad(x, saved[1], params, derivative);
-      slot = ghm_slots_aten(derivative, lw, x, edges);
+      (void)Term::value_and_grad(x, y, params, derivative);
+      if (!slot.defined()) {
+        const auto lw = BroadcastWeight::from_layout(saved[2], ctx->saved_data["weight_layout"].toIntVector());
+        slot = ghm_slots_aten<Term>(x, y, params, lw, edges);
+      }
+      slot = slot.to(torch::kLong);
       if (ctx->needs_input_grad(0)) grad_input = table.take(slot) * derivative;
     }
     // Rarely wanted (a regression target that requires grad): plain ATen ops.

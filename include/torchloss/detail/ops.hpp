@@ -33,8 +33,13 @@ template <typename T, if_scalar<T> = 0>
 inline T softplus(T x) {
   return fast::softplus(x);
 }
-/// softplus on tensors: max(x, 0) + log1p(e^{-|x|}).
-inline torch::Tensor softplus(const torch::Tensor& x) { return x.clamp_min(0) + (-x.abs()).exp().log1p(); }
+/// softplus on tensors: max(x, 0) + log1p(e^{-|x|}), written with selections whose autograd
+/// derivative is σ(x) everywhere, x = 0 included (clamp and abs would give 1 there), so a
+/// gradient formula built on it differentiates correctly (double backward).
+inline torch::Tensor softplus(const torch::Tensor& x) {
+  const auto positive = x > 0;
+  return torch::where(positive, x, torch::zeros_like(x)) + torch::where(positive, -x, x).exp().log1p();
+}
 
 /// sigmoid(x), stable at any |x|.
 template <typename T, if_scalar<T> = 0>
@@ -68,7 +73,10 @@ inline T div_or(T a, T b, double fallback) {
 }
 /// a / b where b > 0, `fallback` elsewhere, on tensors.
 inline torch::Tensor div_or(const torch::Tensor& a, const torch::Tensor& b, double fallback) {
-  return torch::where(b > 0, a / b, torch::full_like(a, fallback));
+  // The divisor is 1 off b > 0: the unselected quotient stays finite, so its derivative
+  // (masked to 0 by where) is not 0 · ∞ = NaN in a double backward.
+  const auto positive = b > 0;
+  return torch::where(positive, a / torch::where(positive, b, torch::ones_like(b)), torch::full_like(a, fallback));
 }
 
 /// max(d, 0), keeping NaN (a NaN input must reach the output).

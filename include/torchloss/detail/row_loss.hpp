@@ -110,7 +110,8 @@ inline RowSoftmax<T> row_softmax(const T* xr, int64_t classes) {
 /// reduces, and keeps the gradient it wrote; the backward scales that gradient.
 struct RowLossFunction : public torch::autograd::Function<RowLossFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
-                                                const RowLossCompute& compute, int64_t reduction, bool with_grad) {
+                                                const char* fn, const RowLossCompute& compute, int64_t reduction,
+                                                bool with_grad) {
     const auto x = to_compute(input, input.scalar_type());
     const int64_t rows = x.size(0);
     // The gradient written in the forward is that of the reduced loss for a unit upstream
@@ -120,11 +121,13 @@ struct RowLossFunction : public torch::autograd::Function<RowLossFunction> {
     ctx->save_for_backward({out.grad});
     ctx->saved_data["reduction"] = reduction;
     ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
+    ctx->saved_data["fn"] = std::string(fn);
     return {reduce_loss(out.losses, reduction, static_cast<double>(rows)).to(input.scalar_type())};
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    check_no_double_backward(ctx->saved_data["fn"].toStringRef().c_str());
     const auto grad = ctx->get_saved_variables()[0];
     TORCH_CHECK(grad.defined(), "torchloss: a row loss was differentiated although its forward ran without grad mode");
     const auto input_dtype = static_cast<torch::ScalarType>(ctx->saved_data["input_dtype"].toInt());
@@ -138,15 +141,16 @@ struct RowLossFunction : public torch::autograd::Function<RowLossFunction> {
       const bool unit = grad_output.numel() == 1 && grad_output.device().is_cpu() && grad_output.item<double>() == 1;
       result = unit ? grad : grad * grad_output.to(grad.scalar_type());
     }
-    return {result.to(input_dtype), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {result.to(input_dtype), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 /// Applies a row loss to logits [N, C] (already validated): the gradient is written in the
 /// forward only when one will be asked for (grad mode on and the input requires it).
-inline torch::Tensor row_loss(const torch::Tensor& input, const RowLossCompute& compute, int64_t reduction) {
+inline torch::Tensor row_loss(const char* fn, const torch::Tensor& input, const RowLossCompute& compute,
+                              int64_t reduction) {
   const bool with_grad = torch::GradMode::is_enabled() && input.requires_grad();
-  return RowLossFunction::apply(input, compute, reduction, with_grad)[0];
+  return RowLossFunction::apply(input, fn, compute, reduction, with_grad)[0];
 }
 
 /// Logits for a row loss: a defined floating tensor [N, C] with C >= 1.

@@ -104,7 +104,7 @@ inline SoftmaxRows softmax_rows(const torch::Tensor& input, const torch::Tensor&
   r.classes = input.size(1);
   r.x = (input.dim() == 2 ? input : input.movedim(1, -1)).to(dtype).contiguous().view({-1, r.classes});
   r.rows = r.x.size(0);
-  r.target = target.contiguous().view({-1});
+  if (target.defined()) r.target = target.contiguous().view({-1});
   if (weight.defined()) r.weight = weight.to(dtype).contiguous();
   if (offset.defined()) r.offset = offset.to(dtype).contiguous();
   if (margin.defined()) r.margin = margin.to(dtype).contiguous();
@@ -383,6 +383,19 @@ inline torch::Tensor shifted_logits(const SoftmaxRows& r, const torch::Tensor& s
   return u;
 }
 
+/// The per-row statistics [rows, 2] (max u, log Σ_c e^{s (u_c − max u)}) with ATen ops, and
+/// the gaps s·(u − max u) in `gap`. Differentiable in the logits (the max, a shift that
+/// cancels, is taken as a constant).
+inline torch::Tensor softmax_row_stats(const SoftmaxRows& r, const SoftmaxLossConfig& cfg,
+                                       const torch::Tensor& safe_target, torch::Tensor& gap) {
+  const auto u = shifted_logits(r, safe_target);
+  const auto m = std::get<0>(u.detach().max(1, /*keepdim=*/true));
+  // z_c − max z = s (u_c − max u); s = 1 without a transform.
+  gap = cfg.logit_scale != 1.0 ? (u - m) * cfg.logit_scale : u - m;
+  const auto log_sum = gap.exp().sum(1).log();
+  return torch::stack({m.squeeze(1), log_sum}, 1);
+}
+
 /// Device-agnostic forward with ATen ops (CUDA and any other device; same formulas).
 template <class Term>
 SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfig& cfg,
@@ -391,12 +404,9 @@ SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfi
   SoftmaxForward out;
   const auto valid = r.target != cfg.ignore_index;
   const auto safe_target = r.target.masked_fill(~valid, 0);
-  const auto u = shifted_logits(r, safe_target);
-  const auto m = std::get<0>(u.max(1, /*keepdim=*/true));
-  // z_c − max z = s (u_c − max u); s = 1 without a transform.
-  const auto gap = cfg.logit_scale != 1.0 ? (u - m) * cfg.logit_scale : u - m;
-  const auto log_sum = gap.exp().sum(1).log();
-  out.stats = torch::stack({m.squeeze(1), log_sum}, 1);
+  torch::Tensor gap;
+  out.stats = softmax_row_stats(r, cfg, safe_target, gap);
+  const auto log_sum = out.stats.select(1, 1);
   const auto logp_y = gap.gather(1, safe_target.unsqueeze(1)).squeeze(1) - log_sum;
   const auto w_y = r.weight.defined() ? r.weight.index_select(0, safe_target) : torch::ones_like(log_sum);
   auto losses = (1 - cfg.label_smoothing) * w_y * Term::value(logp_y, params);
@@ -406,7 +416,9 @@ SoftmaxForward softmax_forward_aten(const SoftmaxRows& r, const SoftmaxLossConfi
     losses = losses + cfg.label_smoothing / static_cast<double>(r.classes) * smooth;
   }
   const auto valid_f = valid.to(r.x.scalar_type());
-  out.losses = losses * valid_f;
+  // Selected, not multiplied: an ignored row's NaN or Inf stays out (0 · NaN = NaN), as on
+  // the fused path, which skips such rows, and in LibTorch's cross_entropy.
+  out.losses = torch::where(valid, losses, torch::zeros_like(losses));
   const auto counted = cfg.weighted_mean ? (w_y * valid_f).sum() : valid_f.sum();
   out.denominator = counted.item<double>();
   return out;
@@ -435,9 +447,12 @@ torch::Tensor softmax_backward_aten(const SoftmaxRows& r, const torch::Tensor& s
     grad = grad + smooth * (w.sum() * p - w.unsqueeze(0));
   }
   grad = grad.scatter_add(1, safe_target.unsqueeze(1), target_coef.unsqueeze(1));
-  if (!r.target_slope.defined()) return grad;
-  const auto target_grad = grad.gather(1, safe_target.unsqueeze(1)) * r.target_slope.unsqueeze(1);
-  return grad.scatter(1, safe_target.unsqueeze(1), target_grad);
+  if (r.target_slope.defined()) {
+    const auto target_grad = grad.gather(1, safe_target.unsqueeze(1)) * r.target_slope.unsqueeze(1);
+    grad = grad.scatter(1, safe_target.unsqueeze(1), target_grad);
+  }
+  // Ignored rows get 0, not 0 · (a NaN or Inf of theirs).
+  return torch::where(valid.unsqueeze(1), grad, torch::zeros_like(grad));
 }
 
 /// The autograd function of every softmax loss: forward and analytic backward above, the
@@ -478,7 +493,9 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     } else {
       f = softmax_forward_aten<Term>(r, cfg, params);
     }
-    ctx->save_for_backward({r.x, r.target, r.weight, f.stats, r.offset, r.margin, r.sample_margin, r.target_slope});
+    // The input itself as well: a backward under create_graph differentiates through it.
+    ctx->save_for_backward(
+        {r.x, r.target, r.weight, f.stats, r.offset, r.margin, r.sample_margin, r.target_slope, input});
     ctx->saved_data["input_sizes"] = input.sizes().vec();
     ctx->saved_data["input_dtype"] = static_cast<int64_t>(input.scalar_type());
     ctx->saved_data["denominator"] = f.denominator;
@@ -507,7 +524,7 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     r.target_slope = saved[7];
     r.rows = r.x.size(0);
     r.classes = r.x.size(1);
-    const auto& stats = saved[3];
+    auto stats = saved[3];
     const auto packed = ctx->saved_data["cfg"].toDoubleVector();
     const std::string fn = ctx->saved_data["fn"].toStringRef();
     const SoftmaxLossConfig cfg{fn.c_str(), static_cast<int64_t>(packed[0]), packed[1],
@@ -517,7 +534,21 @@ struct SoftmaxLossFunction : public torch::autograd::Function<SoftmaxLossFunctio
     const auto scale =
         element_grad_scale(grad_outputs[0].to(r.x.scalar_type()), cfg.reduction, denominator).reshape({-1});
     torch::Tensor grad;
-    if (use_cpu_kernel(r.x)) {
+    if (torch::GradMode::is_enabled()) {
+      // create_graph: the ATen formulas on the saved input, with the row statistics
+      // recomputed from it, so the gradient is itself differentiable.
+      // A per-sample target transform (the combined margin's ψ) enters the gradient through
+      // its saved value and slope, constants here: its second derivative would be silently
+      // wrong, so it is refused.
+      TORCH_CHECK(!r.sample_margin.defined(), fn,
+                  ": double backward (create_graph=true) is not supported with an angular margin");
+      const auto& input = saved[8];
+      r.x = softmax_rows(input, torch::Tensor(), torch::Tensor()).x;
+      const auto safe_target = r.target.masked_fill(r.target == cfg.ignore_index, 0);
+      torch::Tensor gap;
+      stats = softmax_row_stats(r, cfg, safe_target, gap);
+      grad = softmax_backward_aten<Term>(r, stats, scale, cfg, params);
+    } else if (use_cpu_kernel(r.x)) {
       AT_DISPATCH_FLOATING_TYPES(r.x.scalar_type(), "torchloss_softmax_backward", [&] {
         grad = softmax_backward_cpu<Term, scalar_t>(r, stats, scale, cfg, params);
       });

@@ -4,6 +4,7 @@
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
+#include <torchloss/detail/module_state.hpp>
 
 #include <ostream>
 
@@ -24,6 +25,13 @@ class WeightBufferLossImpl : public torch::nn::Cloneable<Derived> {
   /// Registers the `weight` buffer (when given).
   void reset() override {
     weight = options.weight().defined() ? this->register_buffer("weight", options.weight().clone()) : torch::Tensor();
+  }
+
+  /// Loads a saved state; refuses one with a `weight` when this module has none.
+  void load(torch::serialize::InputArchive& archive) override {
+    check_no_unregistered_tensor(archive, std::string("torchloss::") + Derived::kName, "weight", weight.defined(),
+                                 "options.weight(...)");
+    torch::nn::Module::load(archive);
   }
 
   /// Prints the module and its options.
