@@ -9,12 +9,17 @@
 #           report themselves skipped without a GPU, and tools/gpu_check.sh --dry-run proves
 #           the GPU check up to its first launch
 #
-#   scripts/run_tests.sh [--libtorch debian|pip|both] [CTEST_ARGS...]
+# then the sanitizer leg: the unit tests under AddressSanitizer and UndefinedBehaviorSanitizer
+# on Debian's LibTorch (scripts/run_sanitizer_tests.sh, build-sanitize/).
+#
+#   scripts/run_tests.sh [--libtorch debian|pip|both] [--no-sanitize] [CTEST_ARGS...]
 #     --libtorch LEG   run one leg (default: both)
+#     --no-sanitize    skip the sanitizer leg
 #     CTEST_ARGS       passed to ctest (e.g. -R focal, -LE example)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 legs=(debian pip)
+sanitize=1
 ctest_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -25,6 +30,7 @@ while [[ $# -gt 0 ]]; do
         *) echo "run_tests.sh: --libtorch takes debian, pip or both" >&2; exit 2 ;;
       esac
       shift 2 ;;
+    --no-sanitize) sanitize=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) ctest_args+=("$1"); shift ;;
   esac
@@ -47,8 +53,16 @@ for leg in "${legs[@]}"; do
   echo "==== LibTorch leg $leg: ctest exit $status after $((SECONDS - start)) s ===="
   [[ $status -eq 0 ]] || failed+=("$leg")
 done
+if [[ $sanitize == 1 ]]; then
+  start=$SECONDS
+  echo "==== sanitizer leg (ASan + UBSan, unit tests, Debian's LibTorch) ===="
+  status=0
+  "$root/scripts/run_sanitizer_tests.sh" || status=$?
+  echo "==== sanitizer leg: exit $status after $((SECONDS - start)) s ===="
+  [[ $status -eq 0 ]] || failed+=(sanitizer)
+fi
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "run_tests: failed legs: ${failed[*]}"
   exit 1
 fi
-echo "run_tests: every leg passed (${legs[*]})"
+echo "run_tests: every leg passed (${legs[*]}$([[ $sanitize == 1 ]] && echo " sanitizer"))"
