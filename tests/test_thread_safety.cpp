@@ -1,5 +1,5 @@
 // Thread safety of the stateful modules (issue #13): four threads calling one GHMCLoss,
-// GHMRLoss or CenterLoss lose no update of its state.
+// GHMRLoss, CenterLoss or SeesawLoss lose no update of its state.
 #include <torchloss/torchloss.hpp>
 
 #include "support/all_close.hpp"
@@ -83,5 +83,23 @@ TEST_CASE("CenterLoss shared by four threads applies every center update", "[thr
     }
     REQUIRE(sequential->centers.abs().max().item<double>() > 0);
     CHECK_THAT(concurrent->centers, AllClose(sequential->centers, 1e-4, 1e-12));
+  }
+}
+
+TEST_CASE("SeesawLoss shared by four threads counts every training batch", "[threads][seesaw]") {
+  torch::manual_seed(6);
+  // 4096 classes: each update is a long add, so unlocked threads would overwrite each other.
+  constexpr int64_t kClasses = 4096;
+  const auto x = torch::randn({256, kClasses});
+  const auto y = torch::randint(kClasses, {256});
+  for (bool aten : {false, true}) {
+    INFO("ATen path " << aten);
+    torchloss::SeesawLoss seesaw{torchloss::SeesawLossOptions(kClasses)};
+    run_concurrently([&] {
+      const torchloss::detail::ScopedAtenPath path(aten);
+      seesaw(x, y);
+    });
+    const auto expected = torch::bincount(y, {}, kClasses).to(torch::kFloat) * (kThreads * kCallsPerThread);
+    CHECK(torch::equal(seesaw->cum_samples, expected));
   }
 }

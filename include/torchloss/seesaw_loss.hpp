@@ -5,6 +5,7 @@
 /// buffer, optionally kept identical across the ranks of a process group.
 
 #include <torchloss/detail/row_loss.hpp>
+#include <torchloss/detail/state_lock.hpp>
 #include <torchloss/distributed.hpp>
 
 #include <cmath>
@@ -250,7 +251,12 @@ class SeesawLossImpl : public torch::nn::Cloneable<SeesawLossImpl> {
       torch::NoGradGuard no_grad;
       auto counts = torch::bincount(target, {}, options.num_classes()).to(cum_samples.scalar_type());
       if (options.process_group()) options.process_group()(counts);
+      // Several threads may train one module: the update is a locked read-modify-write, and
+      // this call computes with the counts as its own update left them.
+      const auto lock = detail::state_lock(cum_samples);
       cum_samples.add_(counts);
+      return detail::seesaw_loss(kName, input, target, cum_samples.clone(), options.p(), options.q(),
+                                 options.eps(), options.reduction());
     }
     return detail::seesaw_loss(kName, input, target, cum_samples, options.p(), options.q(), options.eps(),
                                options.reduction());

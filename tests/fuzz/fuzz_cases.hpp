@@ -343,6 +343,112 @@ inline const std::vector<LossEntry>& losses() {
                                    .reduction(b.reduction())
                                    .update_centers(b.draw().chance(0.5)));
        }},
+      {"soft_target_cross_entropy",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         const int64_t n = b.size(), c = 1 + b.draw().below(6);
+         auto x = b.logits({n, c});
+         auto t = b.probabilities({n, c}, b.draw().chance(0.3), bad);
+         return F::soft_target_cross_entropy(x, t, F::SoftTargetCrossEntropyFuncOptions().reduction(b.reduction()));
+       }},
+      {"mixup_cross_entropy",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         const int64_t n = b.size(), c = 1 + b.draw().below(6);
+         auto x = b.logits({n, c});
+         auto y_a = b.labels({n}, c, bad, 0), y_b = b.labels({n}, c, false, 0);
+         return F::mixup_cross_entropy(x, y_a, y_b, b.draw().pick<double>({0, 0.3, 1, bad ? 1.5 : 0.5}),
+                                       F::MixupCrossEntropyFuncOptions()
+                                           .label_smoothing(b.draw().pick<double>({0, 0.1}))
+                                           .reduction(b.reduction()));
+       }},
+      {"poly1_cross_entropy",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         auto [x, y] = class_inputs(b, bad, 1 + b.draw().below(6));
+         return F::poly1_cross_entropy(x, y,
+                                       F::Poly1CrossEntropyFuncOptions()
+                                           .epsilon(b.draw().pick<double>({-1, 0, 1, 2}))
+                                           .reduction(b.reduction()));
+       }},
+      {"distillation_loss",
+       [](CaseBuilder& b) {
+         const int64_t n = b.size(), c = 1 + b.draw().below(6);
+         auto student = b.logits({n, c});
+         auto teacher = b.logits({n, c}, false);
+         return F::distillation_loss(student, teacher,
+                                     F::DistillationLossFuncOptions()
+                                         .temperature(b.draw().pick<double>({0.5, 1, 4}))
+                                         .reduction(b.reduction()));
+       }},
+      {"seesaw_loss",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         const int64_t n = b.size(), c = 1 + b.draw().below(6);
+         auto x = b.logits({n, c});
+         auto y = b.labels({n}, c, bad, 0);
+         return F::seesaw_loss(x, y, b.positive(c) * 20,
+                               F::SeesawLossFuncOptions()
+                                   .p(b.draw().pick<double>({0, 0.8}))
+                                   .q(b.draw().pick<double>({0, 2}))
+                                   .reduction(b.reduction()));
+       }},
+      {"combined_margin_loss",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         const int64_t n = b.size(), c = 1 + b.draw().below(6);
+         auto cos = b.make((b.uniform({n, c}) * 2 - 1).clamp(-1, 1), true);
+         auto y = b.labels({n}, c, bad);
+         return F::combined_margin_loss(cos, y,
+                                        F::CombinedMarginLossFuncOptions()
+                                            .scale(b.draw().pick<double>({1, 64}))
+                                            .angular_margin(b.draw().pick<double>({0, 0.5, 3}))
+                                            .additive_margin(b.draw().pick<double>({0, 0.35}))
+                                            .easy_margin(b.draw().chance(0.3))
+                                            .reduction(b.reduction()));
+       }},
+      {"supervised_contrastive_loss",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         const int64_t n = b.size(), views = 1 + b.draw().below(3), dim = 1 + b.draw().below(4);
+         auto features = b.make(b.normal({n, views, dim}) * 0.5, true);
+         auto labels = b.draw().chance(0.3) ? torch::Tensor() : b.labels({n}, 3, bad, 0);
+         return F::supervised_contrastive_loss(
+             features, labels,
+             F::SupConLossFuncOptions()
+                 .temperature(b.draw().pick<double>({0.07, 1}))
+                 .contrast_mode(b.draw().chance(0.5) ? torchloss::ContrastMode::all : torchloss::ContrastMode::one)
+                 .reduction(b.reduction()));
+       }},
+      {"batch_hard_triplet_loss",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         const int64_t n = b.size(), dim = 1 + b.draw().below(4);
+         auto x = b.logits({n, dim});
+         auto y = b.labels({n}, 3, bad, 0);
+         return F::batch_hard_triplet_loss(x, y,
+                                           F::BatchHardTripletLossFuncOptions()
+                                               .squared(b.draw().chance(0.5))
+                                               .soft_margin(b.draw().chance(0.3))
+                                               .reduction(b.reduction()));
+       }},
+      {"linear_cross_entropy",
+       [](CaseBuilder& b) {
+         const bool bad = b.draw().chance(0.1);
+         const int64_t n = b.size(), dim = 1 + b.draw().below(4), c = 1 + b.draw().below(6);
+         auto x = b.logits({n, dim});
+         auto weight = b.make(b.normal({c, dim}), true);
+         const bool cosine = b.draw().chance(0.3);
+         auto bias = !cosine && b.draw().chance(0.5) ? b.make(b.normal({c}), true) : torch::Tensor();
+         auto y = b.labels({n}, c, bad);
+         auto options = F::LinearCrossEntropyFuncOptions()
+                            .label_smoothing(b.draw().pick<double>({0, 0.1}))
+                            .z_loss(b.draw().pick<double>({0, 1e-4}))
+                            .chunk_size(b.draw().pick<int64_t>({0, 1, 3}))
+                            .reduction(b.reduction());
+         if (cosine) options.cosine(true).scale(16).angular_margin(b.draw().pick<double>({0, 0.5}));
+         return F::linear_cross_entropy(x, weight, bias, y, options);
+       }},
       {"MultiTaskLoss",
        [](CaseBuilder& b) {
          const int64_t tasks = 1 + b.draw().below(4);
