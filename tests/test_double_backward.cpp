@@ -259,7 +259,7 @@ TEST_CASE("losses whose backward is not differentiable refuse create_graph with 
                                                labels);
        }},
       {"torchloss::linear_cross_entropy",
-       [&](const torch::Tensor& x) { return F::linear_cross_entropy(x, x0.t().contiguous(), {}, labels); }},
+       [&](const torch::Tensor& x) { return F::linear_cross_entropy(x, x0.narrow(0, 0, 4), {}, labels); }},
       {"torchloss::combined_margin_loss",
        [&](const torch::Tensor& x) {
          return F::combined_margin_loss(cosines + 0.01 * x, labels, F::CombinedMarginLossFuncOptions::arcface());

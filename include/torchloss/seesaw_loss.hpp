@@ -248,15 +248,19 @@ class SeesawLossImpl : public torch::nn::Cloneable<SeesawLossImpl> {
     if (is_training()) {
       // Validated before the counts change, so a bad batch leaves the state as it was.
       detail::check_labels(kName, target, options.num_classes(), "target");
-      torch::NoGradGuard no_grad;
-      auto counts = torch::bincount(target, {}, options.num_classes()).to(cum_samples.scalar_type());
-      if (options.process_group()) options.process_group()(counts);
-      // Several threads may train one module: the update is a locked read-modify-write, and
-      // this call computes with the counts as its own update left them.
-      const auto lock = detail::state_lock(cum_samples);
-      cum_samples.add_(counts);
-      return detail::seesaw_loss(kName, input, target, cum_samples.clone(), options.p(), options.q(),
-                                 options.eps(), options.reduction());
+      torch::Tensor counts_now;
+      {
+        torch::NoGradGuard no_grad;  // the counts only, not the loss below
+        auto counts = torch::bincount(target, {}, options.num_classes()).to(cum_samples.scalar_type());
+        if (options.process_group()) options.process_group()(counts);
+        // Several threads may train one module: the update is a locked read-modify-write, and
+        // this call computes with the counts as its own update left them.
+        const auto lock = detail::state_lock(cum_samples);
+        cum_samples.add_(counts);
+        counts_now = cum_samples.clone();
+      }
+      return detail::seesaw_loss(kName, input, target, counts_now, options.p(), options.q(), options.eps(),
+                                 options.reduction());
     }
     return detail::seesaw_loss(kName, input, target, cum_samples, options.p(), options.q(), options.eps(),
                                options.reduction());
