@@ -375,6 +375,88 @@ TEST_CASE("linear_cross_entropy: ArcFace target cosine of exactly 1 has a finite
   CHECK(grads[1].isfinite().all().item<bool>());
 }
 
+TEST_CASE("linear_cross_entropy: cosine rows whose squared norm overflows are still unit vectors",
+          "[linear_cross_entropy]") {
+  // Regression (fuzz seed 13, case 3778): normalize() of a float32 row of norm 5e25 squared it
+  // to inf and returned a zero row (cosines 0) instead of (0.6, −0.8). Expected: the float64
+  // cross entropy of s·(x̂·Ŵ_c), x̂ = (0.6, −0.8), written out; the true gradient of x is of
+  // order 1/‖x‖ = 2e-26, i.e. 0 in float32.
+  const std::vector<double> unit_x{0.6, -0.8};
+  const std::vector<std::vector<double>> w_rows{{1.0, 0.0}, {0.0, 2.0}, {-3.0, 4.0}};
+  const double s = 16;
+  std::vector<double> z;
+  for (const auto& row : w_rows) {
+    const double norm = std::hypot(row[0], row[1]);
+    z.push_back(s * (unit_x[0] * row[0] + unit_x[1] * row[1]) / norm);
+  }
+  const double z_max = std::max({z[0], z[1], z[2]});
+  const double lse = z_max + std::log(std::exp(z[0] - z_max) + std::exp(z[1] - z_max) + std::exp(z[2] - z_max));
+  for (bool aten_path : {false, true}) {
+    torchloss::detail::ScopedAtenPath path(aten_path);
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {  // bfloat16: computed in float32
+      const double magnitude = 1e25;
+      for (int64_t label = 0; label < 3; ++label) {
+        INFO("aten path " << aten_path << ", dtype " << dtype << ", label " << label);
+        const auto x = (torch::tensor({{3.0, -4.0}}, torch::kDouble) * magnitude).to(dtype).requires_grad_();
+        const auto w = torch::tensor({{1.0, 0.0}, {0.0, 2.0}, {-3.0, 4.0}}, torch::kDouble).to(dtype).requires_grad_();
+        const auto loss = F::linear_cross_entropy(x, w, {}, torch::tensor({label}),
+                                                  F::LinearCrossEntropyFuncOptions().cosine(true).scale(s));
+        const double tol = dtype == torch::kFloat ? 1e-4 : 5e-2;
+        CHECK_THAT(loss.to(torch::kDouble), AllClose(torch::tensor(lse - z[label], torch::kDouble), tol, tol));
+        const auto grad_x = torch::autograd::grad({loss}, {x})[0].to(torch::kDouble);
+        CHECK_THAT(grad_x, AllClose(torch::zeros({1, 2}, torch::kDouble), 0, 1e-6));
+      }
+    }
+  }
+}
+
+TEST_CASE("linear_cross_entropy: cosine logits of one feature have zero gradients, also under ArcFace",
+          "[linear_cross_entropy]") {
+  // Regression (fuzz seed 13, cases 15958, 17008, 19255): with D = 1 every unit vector is ±1,
+  // so the loss is locally constant in x and W and their exact gradients are 0. Autograd's
+  // normalize backward g/|v| − v (v·g)/|v|³ cancels only up to rounding, and ArcFace's slope
+  // ψ'(c) at c = ±1 (about 1/√(2·ulp)) amplified the remainder to 4e-3 (float32) and 0.125
+  // (float16). Expected loss: the float64 formula, ψ(1) = cos m, ψ(−1) = −1 − m sin m.
+  const double s = 16, m = 0.5;
+  const std::vector<double> xs{2.8, -0.4, 0.013, -5.9};
+  const std::vector<double> ws{-0.23, 0.68, -0.74, 1.48};
+  const std::vector<int64_t> labels{0, 3, 2, 1};
+  std::vector<double> expected;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    std::vector<double> z;
+    for (size_t c = 0; c < ws.size(); ++c) {
+      const double cosine = (xs[i] > 0) == (ws[c] > 0) ? 1.0 : -1.0;
+      double logit = cosine;
+      if (static_cast<int64_t>(c) == labels[i]) logit = cosine > 0 ? std::cos(m) : -1 - m * std::sin(m);
+      z.push_back(s * logit);
+    }
+    double z_max = z[0];
+    for (double v : z) z_max = std::max(z_max, v);
+    double sum = 0;
+    for (double v : z) sum += std::exp(v - z_max);
+    expected.push_back(z_max + std::log(sum) - z[labels[i]]);
+  }
+  for (bool aten_path : {false, true}) {
+    torchloss::detail::ScopedAtenPath path(aten_path);
+    for (const auto dtype : {torch::kFloat, torch::kDouble, torch::kHalf, torch::kBFloat16}) {
+      for (int64_t chunk : {0, 1, 3}) {
+        INFO("aten path " << aten_path << ", dtype " << dtype << ", chunk " << chunk);
+        const auto x = torch::tensor(xs, torch::kDouble).reshape({4, 1}).to(dtype).requires_grad_();
+        const auto w = torch::tensor(ws, torch::kDouble).reshape({4, 1}).to(dtype).requires_grad_();
+        const auto loss = F::linear_cross_entropy(
+            x, w, {}, torch::tensor(labels),
+            F::LinearCrossEntropyFuncOptions().cosine(true).scale(s).angular_margin(m).chunk_size(chunk).reduction(
+                torch::kNone));
+        const double tol = dtype == torch::kFloat || dtype == torch::kDouble ? 1e-5 : 5e-2;
+        CHECK_THAT(loss.to(torch::kDouble), AllClose(torch::tensor(expected, torch::kDouble), tol, tol));
+        const auto grads = torch::autograd::grad({loss.sum()}, {x, w});
+        CHECK_THAT(grads[0].to(torch::kDouble), AllClose(torch::zeros({4, 1}, torch::kDouble), 0, 0));
+        CHECK_THAT(grads[1].to(torch::kDouble), AllClose(torch::zeros({4, 1}, torch::kDouble), 0, 0));
+      }
+    }
+  }
+}
+
 TEST_CASE("linear_cross_entropy: float64 finite differences of input, weight and bias", "[linear_cross_entropy]") {
   const Head h = random_head(5, 3, 4, true, 81);
   const auto options = [](bool cosine) {

@@ -239,6 +239,48 @@ TEST_CASE("NaN logits propagate through the recipe losses", "[soft_target][mixup
   }
 }
 
+TEST_CASE("mixup_cross_entropy: a -inf logit of a class without target mass leaves the loss finite", "[mixup]") {
+  // Regression (fuzz seed 13, case 3309): the ATen path multiplied the smoothing term
+  // ε/C·Σ_c (x_c − m) by ε = 0 and got 0·(−inf) = NaN where the CPU kernel skipped it. A target
+  // of mass 0 (no smoothing; λ = 0 or 1 for the other label) contributes nothing: the loss is
+  // log Σ_c e^{x_c} − λ x_a − (1 − λ) x_b over the finite logits, the gradient p − t.
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double> row{-inf, -2.5, 3.0, 0.75};
+  double max_finite = -inf;
+  for (double v : row) max_finite = std::max(max_finite, v);
+  double sum_exp = 0;
+  for (double v : row) sum_exp += std::exp(v - max_finite);
+  const double lse = max_finite + std::log(sum_exp);
+  struct Pair {
+    int64_t a, b;
+    double lam;
+  };
+  // (a, b, λ): the −inf class 0 is never a label of positive mass.
+  for (const Pair& pair : {Pair{3, 1, 0.3}, Pair{2, 0, 1.0}, Pair{0, 1, 0.0}}) {
+    double expected = lse;  // terms of weight 0 left out (0·(−inf) is not 0 in IEEE)
+    if (pair.lam != 0) expected -= pair.lam * row[pair.a];
+    if (pair.lam != 1) expected -= (1 - pair.lam) * row[pair.b];
+    std::vector<double> expected_grad(4);
+    for (size_t c = 0; c < 4; ++c) expected_grad[c] = std::exp(row[c] - lse);
+    expected_grad[pair.a] -= pair.lam;
+    expected_grad[pair.b] -= 1 - pair.lam;
+    for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+      for (bool aten_path : {false, true}) {
+        INFO("a " << pair.a << ", b " << pair.b << ", lambda " << pair.lam << ", dtype " << dtype << ", aten path "
+                  << aten_path);
+        torchloss::detail::ScopedAtenPath path(aten_path);
+        const auto x = torch::tensor(row, torch::kDouble).reshape({1, 4}).to(dtype).requires_grad_();
+        const auto loss = F::mixup_cross_entropy(x, torch::tensor({pair.a}), torch::tensor({pair.b}), pair.lam,
+                                                 F::MixupCrossEntropyFuncOptions().reduction(torch::kNone));
+        REQUIRE(loss.isfinite().all().item<bool>());
+        CHECK_THAT(loss.to(torch::kDouble), AllClose(torch::tensor({expected}, torch::kDouble), 1e-5, 1e-5));
+        const auto grad = grad_of(loss.sum(), x).to(torch::kDouble);
+        CHECK_THAT(grad, AllClose(torch::tensor(expected_grad, torch::kDouble).reshape({1, 4}), 1e-5, 1e-5));
+      }
+    }
+  }
+}
+
 TEST_CASE("recipe losses of an empty batch are 0 with an empty gradient", "[soft_target][mixup][poly][distillation][seesaw]") {
   for (bool aten_path : {false, true}) {
     torchloss::detail::ScopedAtenPath path(aten_path);

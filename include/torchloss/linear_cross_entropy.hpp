@@ -323,6 +323,54 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
   }
 };
 
+/// The cosine form's unit vectors along the last dimension, v / max(‖v‖, ε) as
+/// `torch::nn::functional::normalize`, in two ways better conditioned:
+/// - the norm is taken of v / max|v| and scaled back, so it neither overflows (‖v‖² of a
+///   float32 row beyond 1.8e19 is inf, and the row became 0 instead of ±unit) nor underflows;
+/// - the backward is the projection (g − v̂ (v̂·g)) / ‖v‖ of the incoming gradient on the
+///   sphere's tangent, computed from the unit vector, instead of autograd's
+///   g/‖v‖ − v (v·g)/‖v‖³, whose two terms cancel only up to rounding. With D = 1 (v̂ = ±1
+///   exactly) the projection is exactly 0, the true Jacobian; autograd's form left rounding
+///   noise there, which ArcFace's slope ψ'(c), about 1/√(2·ulp) at c = ±1, amplified to
+///   gradients of 4e-3 (float32) where the exact one is 0.
+/// Where ‖v‖ < ε the vector is v / ε and the gradient g / ε, as normalize's.
+struct UnitRowsFunction : public torch::autograd::Function<UnitRowsFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& v, double eps) {
+    torch::Tensor out, norm, unclamped;
+    if (v.numel() == 0) {
+      out = v.clone();
+      norm = torch::zeros_like(v);
+      unclamped = torch::zeros_like(v, v.options().dtype(torch::kBool));
+    } else {
+      const auto largest = v.abs().amax(-1, /*keepdim=*/true);
+      const auto positive = largest > 0;
+      const auto y = torch::where(positive, v / largest, torch::zeros_like(v));
+      const auto y_norm = y.norm(2, -1, /*keepdim=*/true);
+      // ‖v‖ ≥ ε ⇔ ‖y‖ ≥ ε / max|v| (ε / 0 = inf: a zero row is clamped).
+      const auto floor = eps / largest;
+      unclamped = y_norm >= floor;
+      out = torch::where(unclamped, y / y_norm, v / eps);
+      norm = largest * y_norm;  // ‖v‖, used where unclamped only
+    }
+    ctx->saved_data["eps"] = eps;
+    ctx->save_for_backward({out, norm, unclamped});
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& unit = saved[0];
+    const double eps = ctx->saved_data["eps"].toDouble();
+    const auto& g = grad_outputs[0];
+    if (g.numel() == 0) return {g.clone(), torch::Tensor()};
+    const auto tangent = g - unit * (unit * g).sum(-1, /*keepdim=*/true);
+    return {torch::where(saved[2], tangent / saved[1], g / eps), torch::Tensor()};
+  }
+};
+
+/// Unit vectors of `v` along its last dimension (UnitRowsFunction).
+inline torch::Tensor unit_rows(const torch::Tensor& v, double eps) { return UnitRowsFunction::apply(v, eps); }
+
 /// Whether autograd will want the gradient of `t`.
 inline bool wants_grad(const torch::Tensor& t) {
   return t.defined() && t.requires_grad() && torch::GradMode::is_enabled();
@@ -417,9 +465,8 @@ inline torch::Tensor linear_cross_entropy(const torch::Tensor& input, const torc
   const auto dtype = detail::compute_dtype(input.scalar_type());
   torch::Tensor x = input.to(dtype), w = weight.to(dtype);
   if (options.cosine()) {
-    namespace F = torch::nn::functional;
-    x = F::normalize(x, F::NormalizeFuncOptions().dim(1).eps(options.cosine_eps()));
-    w = F::normalize(w, F::NormalizeFuncOptions().dim(1).eps(options.cosine_eps()));
+    x = detail::unit_rows(x, options.cosine_eps());
+    w = detail::unit_rows(w, options.cosine_eps());
   }
   const torch::Tensor b = bias.defined() ? bias.to(dtype) : torch::Tensor();
   const torch::Tensor class_weight =
@@ -526,9 +573,8 @@ class LinearCrossEntropyLossImpl : public torch::nn::Cloneable<LinearCrossEntrop
                 options.in_features(), "] (in_features last), got ", detail::shape_str(input));
     torch::Tensor out;
     if (options.cosine()) {
-      namespace F = torch::nn::functional;
-      const auto unit = F::NormalizeFuncOptions().dim(-1).eps(options.cosine_eps());
-      out = torch::matmul(F::normalize(input, unit), F::normalize(weight, unit).t());
+      out = torch::matmul(detail::unit_rows(input, options.cosine_eps()),
+                          detail::unit_rows(weight, options.cosine_eps()).t());
     } else {
       out = torch::nn::functional::linear(input, weight, bias);
     }

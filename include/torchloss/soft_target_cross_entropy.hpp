@@ -152,7 +152,11 @@ inline RowLossCompute mixup_rows(const char* fn, const torch::Tensor& y_a, const
             });
           }
           const scalar_t log_sum = std::log(sum_exp);
-          losses[i] = log_sum - off_t * sum_gap - weight_a * (xr[a] - m) - weight_b * (xr[b] - m);
+          // A label of weight 0 (λ = 0 or 1, ε = 1) adds no term: 0·(−inf) would be NaN.
+          scalar_t loss = log_sum - off_t * sum_gap;
+          if (weight_a != 0) loss -= weight_a * (xr[a] - m);
+          if (weight_b != 0) loss -= weight_b * (xr[b] - m);
+          losses[i] = loss;
           if (!gr) return;
           const scalar_t p_coef = factor / sum_exp, smooth = factor * off_t;
           simd_for<scalar_t, W>(classes, [&](int64_t c, auto tag) {
@@ -175,7 +179,12 @@ inline RowLossCompute mixup_rows(const char* fn, const torch::Tensor& y_a, const
     const auto gap = x - m;
     const auto log_sum = gap.exp().sum(1).log();
     const auto gap_a = gap.gather(1, y_a.unsqueeze(1)).squeeze(1), gap_b = gap.gather(1, y_b.unsqueeze(1)).squeeze(1);
-    out.losses = log_sum - off * gap.sum(1) - keep * lam * gap_a - keep * (1 - lam) * gap_b;
+    // As the CPU kernel: a term of weight 0 is left out, not multiplied by 0 (a logit of
+    // −inf makes its gap −inf, and 0·(−inf) is NaN).
+    out.losses = log_sum;
+    if (off != 0) out.losses = out.losses - off * gap.sum(1);
+    if (keep * lam != 0) out.losses = out.losses - keep * lam * gap_a;
+    if (keep * (1 - lam) != 0) out.losses = out.losses - keep * (1 - lam) * gap_b;
     if (with_grad) {
       const auto p = (gap - log_sum.unsqueeze(1)).exp();
       out.grad = ((p - off) * grad_factor)
