@@ -9,8 +9,11 @@
 #include "support/fixture_cases.hpp"
 #include "support/gradcheck.hpp"
 
+#include <cmath>
 #include <limits>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 using torchloss_test::AllClose;
 namespace F = torchloss::functional;
@@ -187,6 +190,87 @@ TEST_CASE("batch-hard triplet gradient is finite when embeddings coincide", "[ba
       const double far = squared ? 13.0 : std::sqrt(13.0);
       CHECK_THAT(loss.detach(), AllClose(torch::tensor({0.3, 0.3, far + 0.3, 0.3}, torch::kDouble), 1e-12));
       CHECK(all_finite(grad_of(loss.sum(), x)));
+    }
+  }
+}
+
+/// Hermans et al.'s batch-hard triplet loss (hinge, kNone) and its gradient for a kSum of it,
+/// by brute force in float64 over 1-D or 2-D embeddings: exact distances (std::hypot), the
+/// farthest positive and nearest negative of each anchor (the first on ties).
+std::pair<torch::Tensor, torch::Tensor> triplet_by_hand(const torch::Tensor& x_in, const std::vector<int64_t>& y,
+                                                        double margin) {
+  const auto x = x_in.to(torch::kDouble).contiguous();
+  const int64_t n = x.size(0), dims = x.size(1);
+  const auto a = x.accessor<double, 2>();
+  const auto dist = [&](int64_t i, int64_t j) { return std::hypot(a[i][0] - a[j][0], dims > 1 ? a[i][1] - a[j][1] : 0.0); };
+  auto loss = torch::zeros({n}, torch::kDouble);
+  auto grad = torch::zeros({n, dims}, torch::kDouble);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t p = -1, q = -1;
+    for (int64_t j = 0; j < n; ++j) {
+      if (y[j] == y[i] && j != i && (p < 0 || dist(i, j) > dist(i, p))) p = j;
+      if (y[j] != y[i] && (q < 0 || dist(i, j) < dist(i, q))) q = j;
+    }
+    if (p < 0 || q < 0) continue;
+    const double gap = dist(i, p) - dist(i, q) + margin;
+    if (gap <= 0) continue;
+    loss[i] = gap;
+    for (int64_t k = 0; k < dims; ++k) {
+      const double up = (a[i][k] - a[p][k]) / dist(i, p), un = (a[i][k] - a[q][k]) / dist(i, q);
+      grad[i][k] += up - un;
+      grad[p][k] -= up;
+      grad[q][k] += un;
+    }
+  }
+  return {loss, grad};
+}
+
+TEST_CASE("batch-hard triplet loss does not overflow float32 at embeddings of 1e30", "[batch_hard_triplet]") {
+  // Distances of 1e30 (squares of 1e60, beyond float32): the loss and gradient are in range.
+  const std::vector<int64_t> labels{0, 1, 0, 1, 1};
+  const auto y = torch::tensor(labels);
+  const auto values = torch::tensor({{0.0, 0.0}, {1e30, 0.0}, {3e30, 1.0}, {4e30, -2.0}, {2.0, 3e29}}, torch::kFloat);
+  const auto [expected_loss, expected_grad] = triplet_by_hand(values, labels, 0.3);
+  for (bool aten_path : {false, true}) {
+    INFO("aten path " << aten_path);
+    torchloss::detail::ScopedAtenPath path(aten_path);
+    auto x = values.clone().requires_grad_();
+    const auto loss = F::batch_hard_triplet_loss(x, y, F::BatchHardTripletLossFuncOptions().reduction(torch::kNone));
+    CHECK(loss.scalar_type() == torch::kFloat);
+    CHECK(all_finite(loss));
+    CHECK_THAT(loss.detach().to(torch::kDouble), AllClose(expected_loss, 1e-6));
+    const auto grad = grad_of(loss.sum(), x);
+    CHECK(all_finite(grad));
+    CHECK_THAT(grad.to(torch::kDouble), AllClose(expected_grad, 1e-6, 1e-6));
+  }
+}
+
+TEST_CASE("batch-hard triplet mining: a NaN distance is the hardest on both paths", "[batch_hard_triplet]") {
+  const auto nan = std::numeric_limits<double>::quiet_NaN();
+  const auto inf = std::numeric_limits<double>::infinity();
+  // Row 4 (NaN or Inf) comes after finite candidates of every anchor; row 5 has no positive.
+  for (double bad : {nan, inf, -inf}) {
+    const auto values = torch::tensor({{0.0, 0.0}, {1.0, 0.0}, {5.0, 0.0}, {7.0, 0.0}, {bad, 0.0}, {9.0, 9.0}});
+    const auto y = torch::tensor({0, 0, 1, 1, 1, 2});
+    torch::Tensor first_grad;
+    for (bool aten_path : {false, true}) {
+      INFO("bad value " << bad << ", aten path " << aten_path);
+      torchloss::detail::ScopedAtenPath path(aten_path);
+      auto x = values.clone().requires_grad_();
+      const auto loss = F::batch_hard_triplet_loss(x, y, F::BatchHardTripletLossFuncOptions().reduction(torch::kNone));
+      // Anchors 0 to 4 all have row 4 as a candidate: NaN; anchor 5 is left out.
+      CHECK(loss.detach().slice(0, 0, 5).isnan().all().item<bool>());
+      CHECK(loss[5].item<double>() == 0);
+      const auto grad = grad_of(loss.sum(), x);
+      // Row 5 is nobody's hardest negative (row 4 is): its gradient is 0.
+      CHECK(torch::equal(grad[5], torch::zeros({2})));
+      // Rows 0 to 4 (the anchors and the rows they chose) carry NaN.
+      CHECK(grad.slice(0, 0, 5).isnan().any(1).all().item<bool>());
+      if (!first_grad.defined()) {
+        first_grad = grad;
+      } else {
+        CHECK(torch::equal(grad.isnan(), first_grad.isnan()));
+      }
     }
   }
 }

@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <limits>
 #include <ostream>
 
 namespace torchloss {
@@ -48,10 +49,38 @@ struct HardestPairs {
   torch::Tensor positive, negative, valid;
 };
 
+/// The Gram matrix [N, N] and squared norms [N] the mining reads: in the compute dtype, or,
+/// where a squared norm would overflow it (float32 rows beyond about 1e19), in float64 with
+/// the embeddings scaled by a power of two (exact, so the order of the distances is that of
+/// float64's). A row with a NaN or ±Inf entry gets a NaN norm, so each of its distances is
+/// NaN, on every path alike (the Gram matrix alone gives NaN or ±Inf by the signs involved).
+struct MiningInputs {
+  torch::Tensor gram, norms;
+};
+inline MiningInputs mining_inputs(const torch::Tensor& x) {
+  auto norms = (x * x).sum(1);
+  const auto row_finite = x.isfinite().all(1);
+  auto mined = x;
+  if (x.size(0) > 0) {
+    // n_i + n_j − 2 g_ij reaches 4 max n: keep that within the dtype's range.
+    const double limit = (x.scalar_type() == torch::kDouble ? std::numeric_limits<double>::max()
+                                                            : static_cast<double>(std::numeric_limits<float>::max())) / 8;
+    const double largest = norms.masked_fill(~row_finite, 0).max().item<double>();
+    if (!(largest <= limit)) {
+      const double big = x.abs().masked_fill(~x.isfinite(), 0).max().item<double>();
+      mined = x.to(torch::kDouble) * std::ldexp(1.0, -std::ilogb(big));
+      norms = (mined * mined).sum(1);
+    }
+  }
+  norms = norms.masked_fill(~row_finite, std::numeric_limits<double>::quiet_NaN());
+  return {mined.mm(mined.t()), norms};
+}
+
 /// Fused CPU mining over the squared distances \f$\lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2 x_i \cdot x_j\f$
 /// of the Gram matrix [N, N] (one matmul), one pass per row: the farthest positive and the
-/// nearest negative. A NaN distance, once chosen, stays chosen (comparisons with it fail), so
-/// NaN embeddings reach the loss.
+/// nearest negative. The rule both paths share: a NaN distance is the hardest (the first NaN
+/// candidate is chosen, as torch.max would pick a NaN), else the first of the largest
+/// (positives) or smallest (negatives) distances; so NaN embeddings reach the loss.
 template <typename T>
 HardestPairs mine_hardest_cpu(const torch::Tensor& gram_t, const torch::Tensor& norms_t, const torch::Tensor& labels_t) {
   const int64_t n = gram_t.size(0);
@@ -74,11 +103,12 @@ HardestPairs mine_hardest_cpu(const torch::Tensor& gram_t, const torch::Tensor& 
       for (int64_t j = 0; j < n; ++j) {
         const T squared = norms[i] + norms[j] - 2 * row[j];
         if (labels[j] == label) {
-          if (j != i && (best_positive < 0 || squared > farthest)) {
+          if (j != i && (best_positive < 0 ||
+                         (!std::isnan(farthest) && (std::isnan(squared) || squared > farthest)))) {
             best_positive = j;
             farthest = squared;
           }
-        } else if (best_negative < 0 || squared < nearest) {
+        } else if (best_negative < 0 || (!std::isnan(nearest) && (std::isnan(squared) || squared < nearest))) {
           best_negative = j;
           nearest = squared;
         }
@@ -91,7 +121,9 @@ HardestPairs mine_hardest_cpu(const torch::Tensor& gram_t, const torch::Tensor& 
   return out;
 }
 
-/// The same mining with ATen ops (any device).
+/// The same mining with ATen ops (any device), the same rule written with selections that
+/// leave no tie to the device: per row, the first candidate whose distance is NaN, else the
+/// first whose key (the distance for positives, minus it for negatives) is the row's largest.
 inline HardestPairs mine_hardest_aten(const torch::Tensor& gram, const torch::Tensor& norms,
                                       const torch::Tensor& labels) {
   const int64_t n = gram.size(0);
@@ -102,10 +134,20 @@ inline HardestPairs mine_hardest_aten(const torch::Tensor& gram, const torch::Te
   const auto same = labels.unsqueeze(1) == labels.unsqueeze(0);
   const auto self = torch::eye(n, labels.options().dtype(torch::kBool));
   const double inf = std::numeric_limits<double>::infinity();
+  const auto is_nan = squared.isnan();
+  // n − j at the true entries of `hit` (unique per row), so max picks the first true column.
+  const auto first_rank = (n - rows).unsqueeze(0);
+  const auto hardest = [&](const torch::Tensor& candidates, const torch::Tensor& key) {
+    const auto nan_hit = candidates & is_nan;
+    const auto finite_key = key.masked_fill(~candidates | is_nan, -inf);
+    const auto best = std::get<0>(finite_key.max(1, /*keepdim=*/true));
+    const auto hit = torch::where(nan_hit.any(1, true), nan_hit, candidates & (finite_key == best));
+    return std::get<1>((hit.to(torch::kLong) * first_rank).max(1));
+  };
   const auto is_positive = same & ~self;
   out.valid = is_positive.any(1) & (~same).any(1);
-  out.positive = torch::where(out.valid, std::get<1>(squared.masked_fill(~is_positive, -inf).max(1)), rows);
-  out.negative = torch::where(out.valid, std::get<1>(squared.masked_fill(same, inf).min(1)), rows);
+  out.positive = torch::where(out.valid, hardest(is_positive, squared), rows);
+  out.negative = torch::where(out.valid, hardest(~same, -squared), rows);
   return out;
 }
 
@@ -128,24 +170,29 @@ struct BatchHardTripletFunction : public torch::autograd::Function<BatchHardTrip
                                                 bool soft_margin, int64_t reduction) {
     const auto x = to_compute(embeddings, embeddings.scalar_type());
     const auto y = labels.contiguous();
-    const auto gram = x.mm(x.t());
-    const auto norms = (x * x).sum(1);
+    const auto mining = mining_inputs(x);
     HardestPairs pairs;
     if (x.device().is_cpu() && !force_aten_path) {
-      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "torchloss_batch_hard_mining",
-                                 [&] { pairs = mine_hardest_cpu<scalar_t>(gram, norms, y); });
+      AT_DISPATCH_FLOATING_TYPES(mining.gram.scalar_type(), "torchloss_batch_hard_mining",
+                                 [&] { pairs = mine_hardest_cpu<scalar_t>(mining.gram, mining.norms, y); });
     } else {
-      pairs = mine_hardest_aten(gram, norms, y);
+      pairs = mine_hardest_aten(mining.gram, mining.norms, y);
     }
-    const auto valid = pairs.valid.to(x.scalar_type());
-    // Distances and their gradients with respect to the anchor.
+    // The two distances per anchor, the loss and its gradient in float64: O(N·D), and a
+    // distance of 1e30 (a squared one of 1e60) is in range there.
+    const auto wide = x.to(torch::kDouble);
+    const auto valid = pairs.valid.to(torch::kDouble);
+    // Distances and their gradients with respect to the anchor; the Euclidean one scaled by
+    // the row's largest |x_i − x_j| (no overflow of the squares at any magnitude).
     const auto distance = [&](const torch::Tensor& other) {
-      const auto diff = x - x.index_select(0, other);
-      const auto sq = (diff * diff).sum(1);
-      if (squared) return std::make_pair(sq, 2 * diff);
-      const auto d = sq.sqrt();
-      const auto unit = diff / torch::where(d > 0, d, torch::ones_like(d)).unsqueeze(1);
-      return std::make_pair(d, unit);
+      const auto diff = wide - wide.index_select(0, other);
+      if (squared) return std::make_pair((diff * diff).sum(1), 2 * diff);
+      const auto largest = diff.abs().amax(1, /*keepdim=*/true);
+      const auto unit_scale = torch::where(largest > 0, largest, torch::ones_like(largest));
+      const auto scaled = diff / unit_scale;
+      const auto norm = (scaled * scaled).sum(1).sqrt();
+      const auto unit = scaled / torch::where(norm > 0, norm, torch::ones_like(norm)).unsqueeze(1);
+      return std::make_pair(norm * unit_scale.squeeze(1), unit);
     };
     const auto [positive_distance, positive_slope] = distance(pairs.positive);
     const auto [negative_distance, negative_slope] = distance(pairs.negative);
@@ -218,8 +265,12 @@ using BatchHardTripletLossFuncOptions = BatchHardTripletLossOptions;
 /// with \f$d\f$ the Euclidean distance (squared if `squared`). Anchors without a positive or a
 /// negative are left out (\f$\ell_i = 0\f$, not counted by kMean; 0 when none is left). The
 /// choice of pairs gets no gradient; the distances' gradient is finite when two embeddings
-/// coincide (0 for that pair). Mining costs one [N, N] matmul and one pass over it; the loss
-/// and its gradient O(N·D). float16/bfloat16 are computed in float32. Errors
+/// coincide (0 for that pair). Mining costs one [N, N] matmul and one pass over it (float16
+/// and bfloat16 in float32; in float64 where the squared norms would overflow, e.g. float32
+/// entries of 1e30), the loss and its gradient O(N·D), in float64, so finite inputs give a
+/// finite result wherever it is in the dtype's range. An embedding with a NaN or ±Inf entry is
+/// at NaN distance from every other: it is the hardest positive or negative of every anchor
+/// (the first such row), whose losses become NaN, on every device alike. Errors
 /// ("torchloss::batch_hard_triplet_loss: ..."): embeddings not a floating-point [N, D] tensor,
 /// labels not int64 [N], tensors on different devices, margin \f$< 0\f$.
 inline torch::Tensor batch_hard_triplet_loss(const torch::Tensor& embeddings, const torch::Tensor& labels,
