@@ -17,6 +17,12 @@ inline constexpr const char* kSmallNetworkThreadsHelp =
     "CPU threads for LibTorch (0 = one per hardware thread); this small network trains fastest on one, and far "
     "slower on several when other processes share the cores";
 
+/// The training recipe (`--recipe`, see recipe.hpp).
+enum class Recipe {
+  kQuick,      ///< Adam at a constant rate, the small network (the trainers' original budget)
+  kReference,  ///< #17's recipe: wider network, SGD with momentum, per-step cosine schedule
+};
+
 /// The settings every trainer reads from the command line. A trainer's `Settings` derives from
 /// it, sets its own defaults in its constructor and adds its own fields.
 struct TrainerOptions {
@@ -26,8 +32,10 @@ struct TrainerOptions {
   std::int64_t epochs = 1;
   /// --batch-size: training batch size.
   std::int64_t batch_size = 128;
-  /// --lr: learning rate.
+  /// --lr: learning rate (Adam's, or SGD's peak under the reference recipe).
   double learning_rate = 1e-3;
+  /// --recipe: the network widths, optimizer and schedule (registered by add_recipe_option).
+  Recipe recipe = Recipe::kQuick;
   /// --limit: use only the first K training images (0 = all).
   std::int64_t train_limit = 0;
   /// --test-limit: use only the first K test images (0 = all).
@@ -52,7 +60,7 @@ struct TrainerOptionsHelp {
   std::string data_dir = "Directory of the Fashion-MNIST IDX files (.gz or plain)";
   std::string epochs = "Training epochs";
   std::string batch_size = "Training batch size";
-  std::string learning_rate = "Adam learning rate";
+  std::string learning_rate = "Learning rate: Adam's (quick recipe) or SGD's peak (reference recipe: 0.05)";
   std::string train_limit = "Use only the first K training images (0 = all)";
   /// Empty: no --seed (the trainer has its own seed option).
   std::string seed = "Seed of the weights and the batch order";

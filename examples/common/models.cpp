@@ -19,12 +19,15 @@ ConvFeaturesImpl::ConvFeaturesImpl(const ConvFeaturesOptions& options) : options
     throw std::invalid_argument("ConvFeatures: dropout must be in [0, 1)");
   }
   namespace nn = torch::nn;
-  nn::Sequential layers(
-      nn::Conv2d(nn::Conv2dOptions(1, options.conv1_channels, 3).padding(1).bias(false)),
-      nn::BatchNorm2d(options.conv1_channels), nn::ReLU(), nn::MaxPool2d(2),
-      nn::Conv2d(nn::Conv2dOptions(options.conv1_channels, options.conv2_channels, 3).padding(1).bias(false)),
-      nn::BatchNorm2d(options.conv2_channels), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),
-      nn::Linear(options.conv2_channels * 7 * 7, options.feature_dim));
+  // The layers that draw random initial weights are built last to first, in named statements:
+  // the order is then fixed by the language, not by a compiler's choice of argument evaluation
+  // order (GCC's right-to-left, which the recorded results were trained with), and the PyTorch
+  // twin examples/long_tail/reference.py draws the same weights from the same seed.
+  nn::Linear fc(options.conv2_channels * 7 * 7, options.feature_dim);
+  nn::Conv2d conv2(nn::Conv2dOptions(options.conv1_channels, options.conv2_channels, 3).padding(1).bias(false));
+  nn::Conv2d conv1(nn::Conv2dOptions(1, options.conv1_channels, 3).padding(1).bias(false));
+  nn::Sequential layers(conv1, nn::BatchNorm2d(options.conv1_channels), nn::ReLU(), nn::MaxPool2d(2), conv2,
+                        nn::BatchNorm2d(options.conv2_channels), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(), fc);
   switch (options.activation) {
     case FeatureActivation::kNone:
       break;

@@ -51,6 +51,7 @@ EpochStats train_one_epoch(torch::nn::Module& model, torch::optim::Optimizer& op
                                " is " + std::to_string(loss_value) + " (diverged; try a smaller learning rate)");
     }
     loss.backward();
+    if (options.before_step) options.before_step();
     optimizer.step();
 
     const std::int64_t batch_size = indices.size(0);

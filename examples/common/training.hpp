@@ -33,6 +33,9 @@ struct TrainEpochOptions {
   /// Visit the examples in a fresh random order drawn from LibTorch's global generator
   /// (so `torch::manual_seed` makes the order reproducible); false keeps the stored order.
   bool shuffle = true;
+  /// Called after the backward pass and before every optimizer step (a learning-rate
+  /// schedule, e.g. RecipeOptimizer::before_step); none when empty.
+  std::function<void()> before_step;
 };
 
 /// What one epoch did.

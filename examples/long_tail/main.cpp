@@ -19,6 +19,7 @@
 #include "common/models.hpp"
 #include "common/progress_bar.hpp"
 #include "common/python_script.hpp"
+#include "common/recipe.hpp"
 #include "common/run_main.hpp"
 #include "common/training.hpp"
 
@@ -69,6 +70,7 @@ struct Settings : ex::TrainerOptions {
   bool resume = false;
   bool no_plot = false;
   bool fused_head = false;  // LinearCrossEntropyLoss: the linear head and the loss in one
+  std::int64_t eval_every = 1;  // evaluate on the test set every K epochs (and after the last)
 };
 
 /// What a loss factory may use: the training counts and the settings.
@@ -105,9 +107,11 @@ EpochLoss constant(Loss loss) {
 constexpr double kDrwBeta = 0.9999;
 
 /// The first (1-based) epoch that LDAM-DRW re-weights: --drw-epoch, or by default the epoch
-/// after 80% of the budget (the paper switches at 160 of 200 epochs).
+/// after 80% of the budget (the paper switches at 160 of 200 epochs) under the quick recipe,
+/// the last third of the epochs under the reference recipe (9 to 12 of 12).
 std::int64_t drw_switch_epoch(const Settings& settings) {
   if (settings.drw_epoch > 0) return settings.drw_epoch;
+  if (settings.recipe == ex::Recipe::kReference) return settings.epochs - settings.epochs / 3 + 1;
   return settings.epochs * 4 / 5 + 1;
 }
 
@@ -186,7 +190,7 @@ std::vector<LossSpec> loss_registry() {
 /// The fused head (--fused-head) that trains as `spec`'s linear head and loss do, for the
 /// losses that are a cross entropy of linear logits; throws for the others.
 torchloss::LinearCrossEntropyLossOptions fused_head_options(const LossSpec& spec, const LossContext& context) {
-  torchloss::LinearCrossEntropyLossOptions options(ex::ConvFeaturesOptions().feature_dim, kNumClasses);
+  torchloss::LinearCrossEntropyLossOptions options(ex::recipe_network(context.settings).feature_dim, kNumClasses);
   if (spec.name == "ce") return options;
   if (spec.name == "ce_inverse") {
     return options.class_weight(torchloss::class_weights::inverse_frequency(context.class_counts));
@@ -203,8 +207,8 @@ torchloss::LinearCrossEntropyLossOptions fused_head_options(const LossSpec& spec
 /// training loss never materialises the logits).
 class LongTailNetImpl : public torch::nn::Module {
  public:
-  explicit LongTailNetImpl(bool normed_head, optional_fused_options fused = {}) {
-    features_ = register_module("features", ex::ConvFeatures(ex::ConvFeaturesOptions()));
+  LongTailNetImpl(const ex::ConvFeaturesOptions& network, bool normed_head, optional_fused_options fused = {}) {
+    features_ = register_module("features", ex::ConvFeatures(network));
     const std::int64_t feature_dim = features_->options().feature_dim;
     if (fused) {
       fused_head_ = register_module("head", torchloss::LinearCrossEntropyLoss(*fused));
@@ -264,7 +268,8 @@ std::string comparable_settings(const Settings& s) {
        << " imbalance=" << s.imbalance << " limit=" << s.train_limit << " test_limit=" << s.test_limit
        << " beta=" << s.beta << " gamma=" << s.gamma << " ghm_bins=" << s.ghm_bins
        << " ghm_momentum=" << s.ghm_momentum << " ldam_max_margin=" << s.ldam_max_margin
-       << " ldam_scale=" << s.ldam_scale << " drw_epoch=" << s.drw_epoch << " tau=" << s.tau;
+       << " ldam_scale=" << s.ldam_scale << " drw_epoch=" << s.drw_epoch << " tau=" << s.tau
+       << " recipe=" << ex::recipe_name(s.recipe);
   if (s.fused_head) line << " fused_head=1";
   return line.str();
 }
@@ -392,13 +397,14 @@ RunResult run_one(const LossSpec& spec, std::uint64_t seed, const Data& data, co
                   Outputs& outputs) {
   torch::manual_seed(seed);
   const LossContext context{data.class_counts, settings};
-  LongTailNet model(spec.normed_head,
+  LongTailNet model(ex::recipe_network(settings), spec.normed_head,
                     settings.fused_head ? optional_fused_options(fused_head_options(spec, context)) : optional_fused_options());
   const EpochLoss epoch_loss = spec.make(context);
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(settings.learning_rate));
+  const std::int64_t batches = ex::num_batches(data.train.targets().size(0), settings.batch_size);
+  ex::RecipeOptimizer recipe(model->parameters(), settings, batches * settings.epochs);
   ex::TrainEpochOptions train_options;
   train_options.batch_size = settings.batch_size;
-  const std::int64_t batches = ex::num_batches(data.train.targets().size(0), settings.batch_size);
+  train_options.before_step = [&recipe] { recipe.before_step(); };
 
   RunResult result{spec.name, spec.label, seed};
   ex::ClassificationMetrics metrics;
@@ -408,12 +414,13 @@ RunResult run_one(const LossSpec& spec, std::uint64_t seed, const Data& data, co
                                  std::to_string(settings.epochs),
                              batches, !settings.no_progress);
     const ex::EpochStats stats = ex::train_one_epoch(
-        *model, optimizer,
+        *model, recipe.optimizer(),
         [&model, &loss](const torch::Tensor& images, const torch::Tensor& targets) {
           return model->fused() ? model->fused_loss(images, targets) : loss(model->forward(images), targets);
         },
         data.train.images(), data.train.targets(), train_options, &progress);
     result.train_seconds += stats.seconds;
+    if (epoch % settings.eval_every != 0 && epoch != settings.epochs) continue;
     metrics = ex::evaluate_classifier(model, data.test, kNumClasses);
     outputs.add_epoch({spec.name, seed, epoch, stats.mean_loss, metrics.accuracy, metrics.balanced_accuracy,
                        mean_recall(metrics, data.rare_classes), stats.seconds});
@@ -476,8 +483,10 @@ std::string write_summary(const std::vector<SummaryRow>& rows, const Data& data,
      << data.train.targets().size(0) << " training images (per class:";
   for (std::int64_t c = 0; c < kNumClasses; ++c) md << ' ' << counts[c].item<std::int64_t>();
   md << "), balanced test set of " << data.test.targets().size(0) << " images. " << settings.epochs
-     << (settings.epochs == 1 ? " epoch" : " epochs") << ", batch " << settings.batch_size << ", Adam lr " << ex::format_number(settings.learning_rate)
-     << ", the same network for every loss. Rarest 3 classes:";
+     << (settings.epochs == 1 ? " epoch" : " epochs") << ", batch " << settings.batch_size << ", "
+     << (settings.recipe == ex::Recipe::kReference ? "reference recipe: SGD momentum 0.9, weight decay 5e-4, cosine lr from "
+                                                    : "quick recipe: Adam lr ")
+     << ex::format_number(settings.learning_rate) << ", the same network for every loss. Rarest 3 classes:";
   for (std::size_t i = 0; i < data.rare_classes.size(); ++i) {
     md << (i == 0 ? " " : ", ") << ex::kFashionMnistClassNames[static_cast<std::size_t>(data.rare_classes[i])];
   }
@@ -576,6 +585,11 @@ void add_options(CLI::App& app, Settings& settings) {
   help.threads = ex::kSmallNetworkThreadsHelp;
   help.output_dir = "Where the CSV files, the table and the chart go";
   ex::add_trainer_options(app, settings, help);
+  ex::add_recipe_option(app, settings);
+  app.add_option("--eval-every", settings.eval_every,
+                 "Evaluate on the test set every K epochs and after the last (metrics.csv has those epochs)")
+      ->capture_default_str()
+      ->check(ex::at_least(1));
   std::string known;
   for (const LossSpec& spec : loss_registry()) known += (known.empty() ? "" : ",") + spec.name;
   app.add_option("--losses", settings.losses, "Comma-separated losses to compare (default: all): " + known)
@@ -605,7 +619,7 @@ void add_options(CLI::App& app, Settings& settings) {
       ->check(ex::greater_than(0));
   app.add_option("--drw-epoch", settings.drw_epoch,
                  "First epoch (1-based) of LDAM-DRW's class-balanced weights (beta 0.9999); 0 = the epoch after "
-                 "80% of --epochs")
+                 "80% of --epochs (quick recipe) or the first of the last third (reference recipe)")
       ->capture_default_str()
       ->check(ex::at_least(0));
   app.add_option("--tau", settings.tau, "Temperature tau of the logit adjustment (1 = balanced softmax)")
@@ -629,5 +643,6 @@ int main(int argc, char** argv) {
   Settings settings;
   add_options(app, settings);
   CLI11_PARSE(app, argc, argv);
+  ex::apply_recipe_defaults(app, settings);
   return ex::run_main("long_tail", [&settings] { return compare(settings); });
 }
