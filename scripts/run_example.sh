@@ -6,6 +6,10 @@
 #                                              center-loss embeddings and the long-tail comparison
 #   scripts/run_example.sh TRAINER [ARGS...] one trainer with its own options (its defaults are
 #                                              the full run; try TRAINER --help)
+#   scripts/run_example.sh long_tail_parity [--seeds 1,2,3] [--losses a,b]
+#                                            the reference recipe in C++ (long_tail --recipe
+#                                              reference) and in PyTorch (reference.py), one core
+#                                              each, then one side-by-side table (parity.py)
 #   scripts/run_example.sh --help            this text
 #
 # TRAINER: center_loss_embedding, long_tail, multi_task, fashion_mnist. Results go to
@@ -60,8 +64,45 @@ Full runs: scripts/run_example.sh long_tail   |   scripts/run_example.sh center_
 EOF
 }
 
+# torchloss beside PyTorch on the reference recipe (#17): both trainers at once, one core each,
+# then parity.py's table and plot in results/long_tail_reference/.
+run_parity() {
+  build long_tail
+  local dir="$root/results/long_tail_reference" seeds=1,2,3 losses=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --seeds) seeds="$2"; shift 2 ;;
+      --losses) losses="$2"; shift 2 ;;
+      *) echo "run_example.sh long_tail_parity: unknown option '$1' (--seeds, --losses)" >&2; exit 2 ;;
+    esac
+  done
+  local common=(--seeds "$seeds" --eval-every 3 --threads 1 --no-progress)
+  [[ -n "$losses" ]] && common+=(--losses "$losses")
+  mkdir -p "$dir/torchloss" "$dir/pytorch"
+  echo "torchloss: long_tail --recipe reference (log: $dir/torchloss/log.txt)"
+  "$build_dir/examples/long_tail/long_tail" --recipe reference "${common[@]}" --no-plot \
+    --output-dir "$dir/torchloss" >"$dir/torchloss/log.txt" 2>&1 &
+  local cpp_pid=$!
+  echo "PyTorch:   examples/long_tail/reference.py (log: $dir/pytorch/log.txt)"
+  local python_status=0 cpp_status=0
+  /usr/bin/python3 "$root/examples/long_tail/reference.py" "${common[@]}" --output-dir "$dir/pytorch" \
+    >"$dir/pytorch/log.txt" 2>&1 || python_status=$?
+  wait "$cpp_pid" || cpp_status=$?
+  if [[ $python_status -ne 0 || $cpp_status -ne 0 ]]; then
+    echo "run_example.sh long_tail_parity: a trainer failed (C++ exit $cpp_status, PyTorch exit $python_status):" >&2
+    tail -n 3 "$dir/torchloss/log.txt" "$dir/pytorch/log.txt" >&2
+    exit 1
+  fi
+  /usr/bin/python3 "$root/examples/long_tail/parity.py" "$dir/torchloss" "$dir/pytorch" --output-dir "$dir"
+}
+
 if [[ $# -eq 0 ]]; then
   run_short_demo
+  exit 0
+fi
+if [[ "$1" == long_tail_parity ]]; then
+  shift
+  run_parity "$@"
   exit 0
 fi
 case "$1" in

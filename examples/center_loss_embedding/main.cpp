@@ -19,6 +19,7 @@
 #include "common/models.hpp"
 #include "common/progress_bar.hpp"
 #include "common/python_script.hpp"
+#include "common/recipe.hpp"
 #include "common/run_main.hpp"
 #include "common/training.hpp"
 
@@ -55,12 +56,11 @@ struct Settings : ex::TrainerOptions {
   bool no_plot = false;
 };
 
-/// The shared conv feature extractor narrowed to 2 PReLU units, then a linear classifier:
-/// the 2-D features are what the scatter plots show.
+/// The shared conv feature extractor (the recipe's widths) narrowed to 2 PReLU units, then a
+/// linear classifier: the 2-D features are what the scatter plots show.
 class EmbeddingNetImpl : public torch::nn::Module {
  public:
-  EmbeddingNetImpl() {
-    ex::ConvFeaturesOptions options;
+  explicit EmbeddingNetImpl(ex::ConvFeaturesOptions options) {
     options.feature_dim = kFeatureDim;
     options.activation = ex::FeatureActivation::kPReLU;
     features = register_module("features", ex::ConvFeatures(options));
@@ -152,19 +152,20 @@ RunResult train_run(const std::string& name, double lambda, const ex::FashionMni
                     const ex::FashionMnist& test_set, const Settings& settings) {
   // The same seed for both runs: the same initial weights and the same batch order.
   torch::manual_seed(settings.seed);
-  EmbeddingNet model;
+  EmbeddingNet model(ex::recipe_network(settings));
   torchloss::CenterLoss center_loss(
       torchloss::CenterLossOptions(kNumClasses, kFeatureDim).alpha(settings.center_alpha));
   torchloss::WeightedCrossEntropyLoss cross_entropy;
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(settings.learning_rate));
 
   const fs::path dir = fs::path(settings.output_dir) / name;
   ex::CsvWriter metrics_csv((dir / "metrics.csv").string(),
                             {"epoch", "train_loss", "test_accuracy", "balanced_accuracy", "intra_class",
                              "inter_class", "intra_inter_ratio", "epoch_seconds"});
+  const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
+  ex::RecipeOptimizer recipe(model->parameters(), settings, batches * settings.epochs);
   ex::TrainEpochOptions train_options;
   train_options.batch_size = settings.batch_size;
-  const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
+  train_options.before_step = [&recipe] { recipe.before_step(); };
   const ex::BatchLossFunction batch_loss = [&](const torch::Tensor& images, const torch::Tensor& targets) {
     auto [embedding, logits] = model->forward(images);
     torch::Tensor loss = cross_entropy(logits, targets);
@@ -177,7 +178,7 @@ RunResult train_run(const std::string& name, double lambda, const ex::FashionMni
   for (std::int64_t epoch = 1; epoch <= settings.epochs; ++epoch) {
     ex::ProgressBar progress(name + " epoch " + std::to_string(epoch) + "/" + std::to_string(settings.epochs),
                              batches, !settings.no_progress);
-    const ex::EpochStats stats = ex::train_one_epoch(*model, optimizer, batch_loss, train_set.images(),
+    const ex::EpochStats stats = ex::train_one_epoch(*model, recipe.optimizer(), batch_loss, train_set.images(),
                                                      train_set.targets(), train_options, &progress);
     result.train_seconds += stats.seconds;
     result.evaluation = evaluate(model, test_set);
@@ -191,7 +192,7 @@ RunResult train_run(const std::string& name, double lambda, const ex::FashionMni
     std::fflush(stdout);
   }
   write_features((dir / "features.csv").string(), result.evaluation.features, test_set.targets());
-  ex::save_checkpoint((dir / "checkpoint").string(), *model, &optimizer);
+  ex::save_checkpoint((dir / "checkpoint").string(), *model, &recipe.optimizer());
   torch::save(center_loss, (dir / "checkpoint" / "center_loss.pt").string());
   return result;
 }
@@ -205,8 +206,8 @@ std::string write_summary(const std::vector<RunResult>& runs, const Settings& se
                      "inter_class", "intra_inter_ratio", "train_seconds"});
   std::ostringstream md;
   md << "Fashion-MNIST, " << train_size << " training / " << test_size << " test images, " << settings.epochs
-     << (settings.epochs == 1 ? " epoch" : " epochs") << ", batch " << settings.batch_size << ", Adam lr "
-     << ex::format_number(settings.learning_rate) << ", seed " << settings.seed
+     << (settings.epochs == 1 ? " epoch" : " epochs") << ", " << ex::recipe_description(settings) << ", seed "
+     << settings.seed
      << "; 2-D features. intra/inter = mean distance of a test feature to its class mean / mean distance "
         "between class means (smaller: tighter clusters).\n\n";
   md << "| run | test accuracy (%) | intra-class | inter-class | intra/inter | training time (s) |\n";
@@ -264,6 +265,7 @@ void add_options(CLI::App& app, Settings& settings) {
   help.threads = ex::kSmallNetworkThreadsHelp;
   help.output_dir = "Where the runs' CSV files, the summary and the plot go";
   ex::add_trainer_options(app, settings, help);
+  ex::add_recipe_option(app, settings);
   app.add_option("--center-lambda", settings.center_lambda,
                  "Weight λ of the center loss in the second run: CE + λ·center")
       ->capture_default_str()
@@ -283,5 +285,6 @@ int main(int argc, char** argv) {
   Settings settings;
   add_options(app, settings);
   CLI11_PARSE(app, argc, argv);
+  ex::apply_recipe_defaults(app, settings);
   return ex::run_main("center_loss_embedding", [&settings] { return train(settings); });
 }

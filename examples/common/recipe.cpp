@@ -1,5 +1,7 @@
 #include "common/recipe.hpp"
 
+#include "common/cli_checks.hpp"
+
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
@@ -12,6 +14,13 @@
 namespace torchloss::examples {
 
 std::string recipe_name(Recipe recipe) { return recipe == Recipe::kReference ? "reference" : "quick"; }
+
+std::string recipe_description(const TrainerOptions& options) {
+  std::string text = "batch " + std::to_string(options.batch_size) + ", ";
+  text += options.recipe == Recipe::kReference ? "reference recipe: SGD momentum 0.9, weight decay 5e-4, cosine lr from "
+                                               : "quick recipe: Adam lr ";
+  return text + format_number(options.learning_rate);
+}
 
 void add_recipe_option(CLI::App& app, TrainerOptions& options) {
   const std::map<std::string, Recipe> names = {{"quick", Recipe::kQuick}, {"reference", Recipe::kReference}};

@@ -37,6 +37,10 @@ struct ReferenceRecipe {
 /// The recipe's name for tables and file headers: "quick" or "reference".
 std::string recipe_name(Recipe recipe);
 
+/// The budget in words for a results table: "batch B, quick recipe: Adam lr X" or "batch B,
+/// reference recipe: SGD momentum 0.9, weight decay 5e-4, cosine lr from X".
+std::string recipe_description(const TrainerOptions& options);
+
 /// Registers `--recipe quick|reference` on `app`, bound to `options.recipe`.
 void add_recipe_option(CLI::App& app, TrainerOptions& options);
 

@@ -483,10 +483,8 @@ std::string write_summary(const std::vector<SummaryRow>& rows, const Data& data,
      << data.train.targets().size(0) << " training images (per class:";
   for (std::int64_t c = 0; c < kNumClasses; ++c) md << ' ' << counts[c].item<std::int64_t>();
   md << "), balanced test set of " << data.test.targets().size(0) << " images. " << settings.epochs
-     << (settings.epochs == 1 ? " epoch" : " epochs") << ", batch " << settings.batch_size << ", "
-     << (settings.recipe == ex::Recipe::kReference ? "reference recipe: SGD momentum 0.9, weight decay 5e-4, cosine lr from "
-                                                    : "quick recipe: Adam lr ")
-     << ex::format_number(settings.learning_rate) << ", the same network for every loss. Rarest 3 classes:";
+     << (settings.epochs == 1 ? " epoch" : " epochs") << ", " << ex::recipe_description(settings)
+     << ", the same network for every loss. Rarest 3 classes:";
   for (std::size_t i = 0; i < data.rare_classes.size(); ++i) {
     md << (i == 0 ? " " : ", ") << ex::kFashionMnistClassNames[static_cast<std::size_t>(data.rare_classes[i])];
   }

@@ -17,6 +17,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import torch_reference as ref  # noqa: E402
 from plotting import read_csv_rows  # noqa: E402
 
 SHIRT = 6  # Fashion-MNIST class 6
@@ -128,20 +129,8 @@ def check_trajectories(ours_dir, theirs_dir, rtol):
     """Exits 1 unless both metrics.csv hold the same (loss, seed, epoch) rows with training
     losses within rtol of each other."""
     columns = ["loss", "seed", "epoch", "train_loss"]
-    ours = {(r["loss"], r["seed"], r["epoch"]): float(r["train_loss"])
-            for r in read_csv_rows(os.path.join(ours_dir, "metrics.csv"), columns)}
-    theirs = {(r["loss"], r["seed"], r["epoch"]): float(r["train_loss"])
-              for r in read_csv_rows(os.path.join(theirs_dir, "metrics.csv"), columns)}
-    if set(ours) != set(theirs):
-        sys.exit(f"parity.py: error: the runs differ: only torchloss {sorted(set(ours) - set(theirs))}, "
-                 f"only PyTorch {sorted(set(theirs) - set(ours))}")
-    worst = max(ours, key=lambda k: abs(ours[k] - theirs[k]) / max(abs(theirs[k]), 1e-12))
-    worst_rel = abs(ours[worst] - theirs[worst]) / max(abs(theirs[worst]), 1e-12)
-    print(f"training curves: {len(ours)} epochs compared, largest relative difference {worst_rel:.2e} "
-          f"({'/'.join(worst)}: torchloss {ours[worst]:.6g}, PyTorch {theirs[worst]:.6g})")
-    if worst_rel > rtol:
-        sys.exit(f"parity.py: error: the training curves part: {'/'.join(worst)} train_loss {ours[worst]:.6g} "
-                 f"(torchloss) vs {theirs[worst]:.6g} (PyTorch), relative difference {worst_rel:.2e} > {rtol:g}")
+    ref.check_same_curves(*(read_csv_rows(os.path.join(d, "metrics.csv"), columns) for d in (ours_dir, theirs_dir)),
+                          ["loss", "seed", "epoch"], rtol, "parity.py")
 
 
 def main(argv):

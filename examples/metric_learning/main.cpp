@@ -23,6 +23,7 @@
 #include "common/models.hpp"
 #include "common/progress_bar.hpp"
 #include "common/python_script.hpp"
+#include "common/recipe.hpp"
 #include "common/run_main.hpp"
 #include "common/training.hpp"
 
@@ -86,8 +87,7 @@ const std::vector<LossSpec>& all_losses() {
 /// The shared CNN (embedding of `embedding_dim`), with the head its loss needs.
 class NetImpl : public torch::nn::Module {
  public:
-  NetImpl(const std::string& loss, std::int64_t embedding_dim) {
-    ex::ConvFeaturesOptions options;
+  NetImpl(const std::string& loss, ex::ConvFeaturesOptions options, std::int64_t embedding_dim) {
     options.feature_dim = embedding_dim;
     options.activation = ex::FeatureActivation::kPReLU;
     features = register_module("features", ex::ConvFeatures(options));
@@ -184,14 +184,15 @@ struct RunResult {
 RunResult train_run(const LossSpec& spec, std::uint64_t seed, const ex::FashionMnist& train_set,
                     const ex::FashionMnist& test_set, const Settings& settings, ex::CsvWriter& metrics_csv) {
   torch::manual_seed(seed);
-  Net model(spec.name, settings.embedding_dim);
+  Net model(spec.name, ex::recipe_network(settings), settings.embedding_dim);
   torchloss::CenterLoss center(torchloss::CenterLossOptions(kNumClasses, settings.embedding_dim).alpha(0.5));
   const auto margin_options = spec.name == "arcface"
                                   ? torchloss::CombinedMarginLossOptions::arcface(settings.scale, settings.angular_margin)
                                   : torchloss::CombinedMarginLossOptions::cosface(settings.scale, settings.additive_margin);
   torchloss::CombinedMarginLoss margin_loss(margin_options);
   torchloss::SupConLoss supcon(torchloss::SupConLossOptions().temperature(settings.temperature));
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(settings.learning_rate));
+  const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
+  ex::RecipeOptimizer recipe(model->parameters(), settings, batches * settings.epochs);
 
   const ex::BatchLossFunction batch_loss = [&](const torch::Tensor& images, const torch::Tensor& y) {
     if (spec.name == "supcon") {
@@ -212,13 +213,13 @@ RunResult train_run(const LossSpec& spec, std::uint64_t seed, const ex::FashionM
 
   ex::TrainEpochOptions train_options;
   train_options.batch_size = settings.batch_size;
-  const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
+  train_options.before_step = [&recipe] { recipe.before_step(); };
   RunResult result{spec.name, seed, {}, 0.0, {}};
   for (std::int64_t epoch = 1; epoch <= settings.epochs; ++epoch) {
     ex::ProgressBar progress(spec.name + " seed " + std::to_string(seed) + " epoch " + std::to_string(epoch) + "/" +
                                  std::to_string(settings.epochs),
                              batches, !settings.no_progress);
-    const ex::EpochStats stats = ex::train_one_epoch(*model, optimizer, batch_loss, train_set.images(),
+    const ex::EpochStats stats = ex::train_one_epoch(*model, recipe.optimizer(), batch_loss, train_set.images(),
                                                      train_set.targets(), train_options, &progress);
     result.train_seconds += stats.seconds;
     result.test_embeddings = embed_all(model, test_set.images());
@@ -264,8 +265,8 @@ std::string write_summary(const std::vector<LossSpec>& specs, const std::vector<
                      "map_at_r_mean", "map_at_r_std", "train_seconds_mean"});
   std::ostringstream md;
   md << "Fashion-MNIST, " << train_size << " training / " << test_size << " test images, " << settings.epochs
-     << (settings.epochs == 1 ? " epoch" : " epochs") << ", batch " << settings.batch_size << ", Adam lr "
-     << ex::format_number(settings.learning_rate) << ", " << settings.embedding_dim
+     << (settings.epochs == 1 ? " epoch" : " epochs") << ", " << ex::recipe_description(settings) << ", "
+     << settings.embedding_dim
      << "-D embeddings; ArcFace/CosFace s = " << ex::format_number(settings.scale)
      << ", m2 = " << ex::format_number(settings.angular_margin) << ", m3 = " << ex::format_number(settings.additive_margin)
      << "; center λ = " << ex::format_number(settings.center_lambda) << "; SupCon τ = "
@@ -366,6 +367,7 @@ void add_options(CLI::App& app, Settings& settings) {
   help.threads = ex::kSmallNetworkThreadsHelp;
   help.output_dir = "Where the CSV files, the table and the plot go";
   ex::add_trainer_options(app, settings, help);
+  ex::add_recipe_option(app, settings);
   std::string known;
   for (const LossSpec& spec : all_losses()) known += (known.empty() ? "" : ",") + spec.name;
   app.add_option("--losses", settings.losses, "Comma-separated losses to compare (default: all): " + known)
@@ -407,5 +409,6 @@ int main(int argc, char** argv) {
   Settings settings;
   add_options(app, settings);
   CLI11_PARSE(app, argc, argv);
+  ex::apply_recipe_defaults(app, settings);
   return ex::run_main("metric_learning", [&settings] { return train(settings); });
 }

@@ -23,6 +23,7 @@
 #include "common/fashion_mnist.hpp"
 #include "common/models.hpp"
 #include "common/progress_bar.hpp"
+#include "common/recipe.hpp"
 #include "common/run_main.hpp"
 #include "common/training.hpp"
 
@@ -69,8 +70,8 @@ torch::Tensor group_of(const torch::Tensor& labels) {
 /// The shared backbone with a class head and a group head.
 class TwoHeadNetImpl : public torch::nn::Module {
  public:
-  TwoHeadNetImpl() {
-    features = register_module("features", ex::ConvFeatures(ex::ConvFeaturesOptions()));
+  explicit TwoHeadNetImpl(const ex::ConvFeaturesOptions& network) {
+    features = register_module("features", ex::ConvFeatures(network));
     const std::int64_t feature_dim = features->options().feature_dim;
     class_head = register_module("class_head", torch::nn::Linear(feature_dim, kNumClasses));
     group_head = register_module("group_head", torch::nn::Linear(feature_dim, kNumGroups));
@@ -133,7 +134,7 @@ struct RunResult {
 RunResult train_run(const std::string& name, bool learned, const ex::FashionMnist& train_set,
                     const ex::FashionMnist& test_set, const Settings& settings) {
   torch::manual_seed(settings.seed);
-  TwoHeadNet model;
+  TwoHeadNet model(ex::recipe_network(settings));
   torchloss::MultiTaskLoss multi_task =
       learned ? torchloss::MultiTaskLoss(torchloss::MultiTaskLossOptions(2).learn_uncertainty(true))
               : torchloss::MultiTaskLoss(torchloss::MultiTaskLossOptions(2).weights(
@@ -142,15 +143,16 @@ RunResult train_run(const std::string& name, bool learned, const ex::FashionMnis
   // The learned log-variances are parameters of the loss: the optimizer moves them too.
   std::vector<torch::Tensor> parameters = model->parameters();
   for (const torch::Tensor& parameter : multi_task->parameters()) parameters.push_back(parameter);
-  torch::optim::Adam optimizer(parameters, torch::optim::AdamOptions(settings.learning_rate));
 
   const fs::path dir = fs::path(settings.output_dir) / name;
   ex::CsvWriter metrics_csv((dir / "metrics.csv").string(),
                             {"epoch", "train_loss", "class_accuracy", "group_accuracy", "group_from_class_accuracy",
                              "class_weight", "group_weight", "epoch_seconds"});
+  const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
+  ex::RecipeOptimizer recipe(parameters, settings, batches * settings.epochs);
   ex::TrainEpochOptions train_options;
   train_options.batch_size = settings.batch_size;
-  const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
+  train_options.before_step = [&recipe] { recipe.before_step(); };
   const ex::BatchLossFunction batch_loss = [&](const torch::Tensor& images, const torch::Tensor& targets) {
     auto [class_logits, group_logits] = model->forward(images);
     return multi_task->forward({cross_entropy(class_logits, targets), cross_entropy(group_logits, group_of(targets))});
@@ -161,7 +163,7 @@ RunResult train_run(const std::string& name, bool learned, const ex::FashionMnis
     ex::ProgressBar progress(name + " epoch " + std::to_string(epoch) + "/" + std::to_string(settings.epochs),
                              batches, !settings.no_progress);
     multi_task->train();
-    const ex::EpochStats stats = ex::train_one_epoch(*model, optimizer, batch_loss, train_set.images(),
+    const ex::EpochStats stats = ex::train_one_epoch(*model, recipe.optimizer(), batch_loss, train_set.images(),
                                                      train_set.targets(), train_options, &progress);
     result.train_seconds += stats.seconds;
     result.accuracy = evaluate(model, test_set);
@@ -176,7 +178,7 @@ RunResult train_run(const std::string& name, bool learned, const ex::FashionMnis
                 stats.seconds);
     std::fflush(stdout);
   }
-  ex::save_checkpoint((dir / "checkpoint").string(), *model, &optimizer);
+  ex::save_checkpoint((dir / "checkpoint").string(), *model, &recipe.optimizer());
   torch::save(multi_task, (dir / "checkpoint" / "multi_task_loss.pt").string());
   return result;
 }
@@ -189,8 +191,8 @@ std::string write_summary(const std::vector<RunResult>& runs, const Settings& se
                      "group_weight", "train_seconds"});
   std::ostringstream md;
   md << "Fashion-MNIST, " << train_size << " training / " << test_size << " test images, " << settings.epochs
-     << (settings.epochs == 1 ? " epoch" : " epochs") << ", batch " << settings.batch_size << ", Adam lr "
-     << ex::format_number(settings.learning_rate) << ", seed " << settings.seed
+     << (settings.epochs == 1 ? " epoch" : " epochs") << ", " << ex::recipe_description(settings) << ", seed "
+     << settings.seed
      << ". Groups: tops = {T-shirt/top, Pullover, Dress, Coat, Shirt}, bottoms = {Trouser}, "
         "footwear = {Sandal, Sneaker, Ankle boot}, bags = {Bag}. \"group via class\" maps the class head's "
         "prediction to its group. Weights: the final exp(−s_i) for learned uncertainty.\n\n";
@@ -256,6 +258,7 @@ void add_options(CLI::App& app, Settings& settings) {
   help.threads = ex::kSmallNetworkThreadsHelp;
   help.output_dir = "Where the runs' CSV files and the summary go";
   ex::add_trainer_options(app, settings, help);
+  ex::add_recipe_option(app, settings);
   app.add_option("--fixed-weights", settings.fixed_weights,
                  "Task weights (class, group) of the fixed-weight run, comma-separated, each >= 0")
       ->delimiter(',')
@@ -272,5 +275,6 @@ int main(int argc, char** argv) {
   Settings settings;
   add_options(app, settings);
   CLI11_PARSE(app, argc, argv);
+  ex::apply_recipe_defaults(app, settings);
   return ex::run_main("multi_task", [&settings] { return train(settings); });
 }
