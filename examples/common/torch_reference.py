@@ -161,26 +161,6 @@ def check_positive(parser, args, names):
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
 
 
-def check_same_curves(ours, theirs, keys, rtol, program):
-    """Compares the train_loss of two trainers' metrics rows (dicts) matched by the `keys`
-    columns; prints the largest relative difference and exits 1 when the rows differ or that
-    difference exceeds rtol (the same seed gives both the same weights and batches)."""
-    ours = {tuple(row[k] for k in keys): float(row["train_loss"]) for row in ours}
-    theirs = {tuple(row[k] for k in keys): float(row["train_loss"]) for row in theirs}
-    if set(ours) != set(theirs):
-        sys.exit(f"{program}: error: the runs differ: only torchloss {sorted(set(ours) - set(theirs))}, "
-                 f"only PyTorch {sorted(set(theirs) - set(ours))}")
-    def relative(key):
-        return abs(ours[key] - theirs[key]) / max(abs(theirs[key]), 1e-12)
-    worst = max(ours, key=relative)
-    name = "/".join(worst)
-    print(f"training curves: {len(ours)} epochs compared, largest relative difference {relative(worst):.2e} "
-          f"({name}: torchloss {ours[worst]:.6g}, PyTorch {theirs[worst]:.6g})")
-    if relative(worst) > rtol:
-        sys.exit(f"{program}: error: the training curves part: {name} train_loss {ours[worst]:.6g} (torchloss) "
-                 f"vs {theirs[worst]:.6g} (PyTorch), relative difference {relative(worst):.2e} > {rtol:g}")
-
-
 def main_guard(program, main):
     """Runs main(argv) and turns data and divergence errors into one line and exit status 1."""
     try:

@@ -17,8 +17,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-import torch_reference as ref  # noqa: E402
-from plotting import read_csv_rows  # noqa: E402
+from plotting import check_same_curves, read_csv_rows  # noqa: E402
 
 SHIRT = 6  # Fashion-MNIST class 6
 TARGET_POINTS = 0.5
@@ -129,7 +128,7 @@ def check_trajectories(ours_dir, theirs_dir, rtol):
     """Exits 1 unless both metrics.csv hold the same (loss, seed, epoch) rows with training
     losses within rtol of each other."""
     columns = ["loss", "seed", "epoch", "train_loss"]
-    ref.check_same_curves(*(read_csv_rows(os.path.join(d, "metrics.csv"), columns) for d in (ours_dir, theirs_dir)),
+    check_same_curves(*(read_csv_rows(os.path.join(d, "metrics.csv"), columns) for d in (ours_dir, theirs_dir)),
                           ["loss", "seed", "epoch"], rtol, "parity.py")
 
 

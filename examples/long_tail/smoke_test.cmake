@@ -24,7 +24,8 @@ if(CHECK STREQUAL "reference_twin")
   smoke_run("${EXAMPLE}" --recipe reference ${twin_args} --no-plot --output-dir "${OUTPUT_DIR}/torchloss")
   set(python "${CMAKE_COMMAND}" -E env "PYTHONPATH=${PYTHON_SITE}" "${PYTHON}")
   smoke_run(${python} "${CMAKE_CURRENT_LIST_DIR}/reference.py" ${twin_args} --output-dir "${OUTPUT_DIR}/pytorch")
-  smoke_run(${python} "${CMAKE_CURRENT_LIST_DIR}/parity.py" "${OUTPUT_DIR}/torchloss" "${OUTPUT_DIR}/pytorch"
+  # parity.py needs no torch: the plain Python (its matplotlib and numpy), not the pip torch's path.
+  smoke_run("${PYTHON}" "${CMAKE_CURRENT_LIST_DIR}/parity.py" "${OUTPUT_DIR}/torchloss" "${OUTPUT_DIR}/pytorch"
             --output-dir "${OUTPUT_DIR}" --check-trajectories 1e-3)
   smoke_check_contains("${OUTPUT_DIR}/parity.md" "\\| Seesaw [^\n]* \\| 1 \\| ")
   smoke_check_png("${OUTPUT_DIR}/parity.png")
