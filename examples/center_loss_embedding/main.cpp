@@ -163,9 +163,7 @@ RunResult train_run(const std::string& name, double lambda, const ex::FashionMni
                              "inter_class", "intra_inter_ratio", "epoch_seconds"});
   const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
   ex::RecipeOptimizer recipe(model->parameters(), settings, batches * settings.epochs);
-  ex::TrainEpochOptions train_options;
-  train_options.batch_size = settings.batch_size;
-  train_options.before_step = [&recipe] { recipe.before_step(); };
+  const ex::TrainEpochOptions train_options = recipe.epoch_options(settings.batch_size);
   const ex::BatchLossFunction batch_loss = [&](const torch::Tensor& images, const torch::Tensor& targets) {
     auto [embedding, logits] = model->forward(images);
     torch::Tensor loss = cross_entropy(logits, targets);

@@ -77,6 +77,13 @@ RecipeOptimizer::RecipeOptimizer(std::vector<torch::Tensor> parameters, const Tr
   }
 }
 
+TrainEpochOptions RecipeOptimizer::epoch_options(std::int64_t batch_size) {
+  TrainEpochOptions options;
+  options.batch_size = batch_size;
+  options.before_step = [this] { before_step(); };
+  return options;
+}
+
 void RecipeOptimizer::before_step() {
   if (recipe_ == Recipe::kReference) {
     // Past the planned steps (a resumed or extended run) the rate stays at the last one's.

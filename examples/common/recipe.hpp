@@ -6,6 +6,7 @@
 
 #include "common/cli_options.hpp"
 #include "common/models.hpp"
+#include "common/training.hpp"
 
 #include <CLI/CLI.hpp>
 #include <torch/optim/optimizer.h>
@@ -64,11 +65,18 @@ class RecipeOptimizer {
   /// Builds the optimizer over `parameters` for a run of `total_steps` optimizer steps.
   RecipeOptimizer(std::vector<torch::Tensor> parameters, const TrainerOptions& options, std::int64_t total_steps);
 
+  /// Not movable: epoch_options() hands out a callback bound to this object.
+  RecipeOptimizer(RecipeOptimizer&&) = delete;
+  RecipeOptimizer& operator=(RecipeOptimizer&&) = delete;
+
   /// The optimizer to step.
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
 
   /// Sets the learning rate of the coming step and counts it.
   void before_step();
+
+  /// train_one_epoch's options for this run: `batch_size`, and before_step() before every step.
+  TrainEpochOptions epoch_options(std::int64_t batch_size);
 
   /// The learning rate the last before_step() set (the constant rate under the quick recipe).
   double learning_rate() const { return learning_rate_; }

@@ -402,9 +402,7 @@ RunResult run_one(const LossSpec& spec, std::uint64_t seed, const Data& data, co
   const EpochLoss epoch_loss = spec.make(context);
   const std::int64_t batches = ex::num_batches(data.train.targets().size(0), settings.batch_size);
   ex::RecipeOptimizer recipe(model->parameters(), settings, batches * settings.epochs);
-  ex::TrainEpochOptions train_options;
-  train_options.batch_size = settings.batch_size;
-  train_options.before_step = [&recipe] { recipe.before_step(); };
+  const ex::TrainEpochOptions train_options = recipe.epoch_options(settings.batch_size);
 
   RunResult result{spec.name, spec.label, seed};
   ex::ClassificationMetrics metrics;

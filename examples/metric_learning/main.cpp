@@ -211,9 +211,7 @@ RunResult train_run(const LossSpec& spec, std::uint64_t seed, const ex::FashionM
     return loss;
   };
 
-  ex::TrainEpochOptions train_options;
-  train_options.batch_size = settings.batch_size;
-  train_options.before_step = [&recipe] { recipe.before_step(); };
+  const ex::TrainEpochOptions train_options = recipe.epoch_options(settings.batch_size);
   RunResult result{spec.name, seed, {}, 0.0, {}};
   for (std::int64_t epoch = 1; epoch <= settings.epochs; ++epoch) {
     ex::ProgressBar progress(spec.name + " seed " + std::to_string(seed) + " epoch " + std::to_string(epoch) + "/" +

@@ -150,9 +150,7 @@ RunResult train_run(const std::string& name, bool learned, const ex::FashionMnis
                              "class_weight", "group_weight", "epoch_seconds"});
   const std::int64_t batches = ex::num_batches(train_set.targets().size(0), settings.batch_size);
   ex::RecipeOptimizer recipe(parameters, settings, batches * settings.epochs);
-  ex::TrainEpochOptions train_options;
-  train_options.batch_size = settings.batch_size;
-  train_options.before_step = [&recipe] { recipe.before_step(); };
+  const ex::TrainEpochOptions train_options = recipe.epoch_options(settings.batch_size);
   const ex::BatchLossFunction batch_loss = [&](const torch::Tensor& images, const torch::Tensor& targets) {
     auto [class_logits, group_logits] = model->forward(images);
     return multi_task->forward({cross_entropy(class_logits, targets), cross_entropy(group_logits, group_of(targets))});
