@@ -34,7 +34,7 @@ double sgd_learning_rate(torch::optim::Optimizer& optimizer) {
 
 }  // namespace
 
-TEST_CASE("--recipe reference fills in its budget unless the command line gives one", "[recipe]") {
+TEST_CASE("The reference recipe fills in its budget unless the command line gives one", "[recipe]") {
   const ex::TrainerOptions quick = parse({});
   CHECK(quick.recipe == ex::Recipe::kQuick);
   CHECK(quick.epochs == 5);
