@@ -25,31 +25,36 @@ SUMMARY_COLUMNS = ("run", "center_lambda", "center_alpha", "test_accuracy", "int
 
 
 def title_of(run):
-    """The panel title of one summary row."""
+    """The panel title of one summary row (with its "side", when it has one, in front)."""
     name = "cross entropy"
     if float(run["center_lambda"]) > 0:
         name += f" + {float(run['center_lambda']):g}·center loss (α = {float(run['center_alpha']):g})"
+    if run.get("side"):
+        name = f"{run['side']}: {name}"
     return (f"{name}\ntest accuracy {100 * float(run['test_accuracy']):.1f}%, "
             f"intra/inter {float(run['intra_inter_ratio']):.3f}")
 
 
-def plot(summary, features, output):
-    """One scatter panel per run, classes in the tab10 colours, a shared legend below."""
-    figure, axes_list = plt.subplots(1, len(features), figsize=(6 * len(features), 6.4), squeeze=False)
+def plot_grid(panels, output):
+    """`panels`: rows of (summary row, feature rows) pairs, one scatter panel each, classes in
+    the tab10 colours, a shared legend below."""
+    n_rows, n_columns = len(panels), max(len(row) for row in panels)
+    figure, axes_grid = plt.subplots(n_rows, n_columns, figsize=(6 * n_columns, 6 * n_rows + 0.4), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for axes, run, rows in zip(axes_list[0], summary, features):
-        for label, name in enumerate(CLASS_NAMES):
-            points = [(float(row["x"]), float(row["y"])) for row in rows if int(row["label"]) == label]
-            if points:
-                xs, ys = zip(*points)
-                axes.scatter(xs, ys, s=2, alpha=0.5, color=colours(label), label=name, rasterized=True)
-        axes.set_title(title_of(run), fontsize=10)
-        axes.set_xlabel("feature 1")
-        axes.set_ylabel("feature 2")
-        axes.grid(alpha=0.3)
-    handles, labels = axes_list[0][0].get_legend_handles_labels()
+    for axes_row, panel_row in zip(axes_grid, panels):
+        for axes, (run, rows) in zip(axes_row, panel_row):
+            for label, name in enumerate(CLASS_NAMES):
+                points = [(float(row["x"]), float(row["y"])) for row in rows if int(row["label"]) == label]
+                if points:
+                    xs, ys = zip(*points)
+                    axes.scatter(xs, ys, s=2, alpha=0.5, color=colours(label), label=name, rasterized=True)
+            axes.set_title(title_of(run), fontsize=10)
+            axes.set_xlabel("feature 1")
+            axes.set_ylabel("feature 2")
+            axes.grid(alpha=0.3)
+    handles, labels = axes_grid[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=5, markerscale=6, frameon=False)
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    figure.tight_layout(rect=(0, 0.08 / n_rows, 1, 1))
     save_png(figure, output, dpi=100)
     plt.close(figure)
 
@@ -68,7 +73,7 @@ def main():
                              "were given")
     except (OSError, ValueError) as error:
         sys.exit(f"plot_embeddings.py: error: {error}")
-    plot(summary, features, arguments.output_png)
+    plot_grid([list(zip(summary, features))], arguments.output_png)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ and axes of the per-epoch curves, and saving a compact PNG. The scripts import i
 import argparse
 import csv
 import io
+import math
+import statistics
 import sys
 
 from matplotlib.ticker import MaxNLocator
@@ -22,6 +24,60 @@ def read_csv_rows(path, required):
     if not rows:
         raise ValueError(f"{path}: no data rows")
     return rows
+
+
+def mean_std(values):
+    """The mean and the sample standard deviation of `values` (0 for one value, NaN for none)."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def parity_parser(doc, torchloss_help):
+    """The command line both parity scripts share: TORCHLOSS_DIR PYTORCH_DIR --output-dir DIR
+    [--check-trajectories RTOL] [--no-plot]."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("torchloss_dir", help=torchloss_help)
+    parser.add_argument("pytorch_dir", help="output of reference.py")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--check-trajectories", type=float, metavar="RTOL",
+                        help="fail unless every epoch's training loss agrees within RTOL")
+    parser.add_argument("--no-plot", action="store_true")
+    return parser
+
+
+def parity_columns(keys):
+    """The parity.csv columns of each key: both sides' means and standard deviations, the difference."""
+    return [f"{key}_{suffix}" for key in keys
+            for suffix in ("torchloss", "torchloss_std", "pytorch", "pytorch_std", "difference")]
+
+
+def write_parity_csv(path, columns, rows):
+    """Writes `rows` (dicts) as CSV: the "label" column quoted, "within_target" as 0/1."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(",".join(columns) + "\n")
+        for row in rows:
+            handle.write(",".join(f'"{row[c]}"' if c == "label" else str(int(row[c]) if c == "within_target"
+                                                                          else row[c]) for c in columns) + "\n")
+
+
+def side_cells(row, key, digits=2):
+    """The torchloss and PyTorch cells of `key` in a parity row: "mean ± std" over several
+    seeds, the mean alone for one."""
+    def cell(side):
+        mean, std = row[f"{key}_{side}"], row[f"{key}_{side}_std"]
+        return f"{mean:.{digits}f}" if row["seeds"] < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return [cell("torchloss"), cell("pytorch")]
+
+
+def write_markdown_table(path, header, alignments, rows):
+    """Writes a markdown table (`header` and `alignments` cells, then a list of cells per row)
+    to `path` and returns its text."""
+    lines = ["| " + " | ".join(cells) + " |" for cells in [header, alignments] + rows]
+    text = "\n".join(lines) + "\n"
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return text
 
 
 def read_columns(path, columns):

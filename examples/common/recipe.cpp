@@ -22,21 +22,23 @@ std::string recipe_description(const TrainerOptions& options) {
   return text + format_number(options.learning_rate);
 }
 
-void add_recipe_option(CLI::App& app, TrainerOptions& options) {
+void add_recipe_option(CLI::App& app, TrainerOptions& options, double reference_learning_rate) {
   const std::map<std::string, Recipe> names = {{"quick", Recipe::kQuick}, {"reference", Recipe::kReference}};
   app.add_option("--recipe", options.recipe,
                  "Training recipe. quick: 16/32-channel CNN with 64 features, Adam at a constant --lr. "
                  "reference: 32/64 channels, 128 features, SGD (momentum 0.9, weight decay 5e-4) with a "
-                 "per-step cosine schedule from --lr 0.05, batch 128, 12 epochs (explicit --epochs, --lr, "
-                 "--batch-size still win); examples/long_tail/reference.py is its PyTorch twin")
+                 "per-step cosine schedule from --lr " +
+                     format_number(reference_learning_rate) +
+                     ", batch 128, 12 epochs (explicit --epochs, --lr, --batch-size still win); "
+                     "examples/*/reference.py are its PyTorch twins")
       ->transform(CLI::CheckedTransformer(names, CLI::ignore_case))
       ->default_str("quick");
 }
 
-void apply_recipe_defaults(const CLI::App& app, TrainerOptions& options) {
+void apply_recipe_defaults(const CLI::App& app, TrainerOptions& options, double reference_learning_rate) {
   if (options.recipe != Recipe::kReference) return;
   if (app.count("--epochs") == 0) options.epochs = ReferenceRecipe::kEpochs;
-  if (app.count("--lr") == 0) options.learning_rate = ReferenceRecipe::kLearningRate;
+  if (app.count("--lr") == 0) options.learning_rate = reference_learning_rate;
   if (app.count("--batch-size") == 0) options.batch_size = ReferenceRecipe::kBatchSize;
 }
 

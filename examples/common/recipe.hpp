@@ -42,12 +42,16 @@ std::string recipe_name(Recipe recipe);
 /// reference recipe: SGD momentum 0.9, weight decay 5e-4, cosine lr from X".
 std::string recipe_description(const TrainerOptions& options);
 
-/// Registers `--recipe quick|reference` on `app`, bound to `options.recipe`.
-void add_recipe_option(CLI::App& app, TrainerOptions& options);
+/// Registers `--recipe quick|reference` on `app`, bound to `options.recipe`; its help names
+/// `reference_learning_rate`, the peak rate of the trainer's reference recipe.
+void add_recipe_option(CLI::App& app, TrainerOptions& options,
+                       double reference_learning_rate = ReferenceRecipe::kLearningRate);
 
-/// After parsing: under the reference recipe, sets --epochs, --lr and --batch-size to the
-/// recipe's values unless the command line gave them.
-void apply_recipe_defaults(const CLI::App& app, TrainerOptions& options);
+/// After parsing: under the reference recipe, sets --epochs, --batch-size and --lr to the
+/// recipe's values (the peak rate `reference_learning_rate`: a trainer whose network needs a
+/// smaller step passes its own) unless the command line gave them.
+void apply_recipe_defaults(const CLI::App& app, TrainerOptions& options,
+                           double reference_learning_rate = ReferenceRecipe::kLearningRate);
 
 /// The ConvFeatures widths of the recipe (quick: 16, 32 channels, 64 features; reference:
 /// 32, 64, 128). Trainers with their own feature size (2-D embeddings) override feature_dim.

@@ -191,3 +191,19 @@ function(smoke_check_files directory)
     endif()
   endforeach()
 endfunction()
+
+# The PyTorch twin of a trainer whose C++ run has written OUTPUT_DIR/torchloss: runs
+# FOLDER/reference.py with the arguments after PATTERN under -DPYTHON (with -DPYTHON_SITE first
+# on PYTHONPATH, for a pip torch) into OUTPUT_DIR/pytorch, then FOLDER/parity.py, which must
+# find the same training losses epoch by epoch (relative 1e-3: the same weights and batches,
+# only rounding apart); parity.md must match PATTERN and parity.png must be written.
+function(smoke_check_twin folder pattern)
+  smoke_require(PYTHON)
+  set(python "${CMAKE_COMMAND}" -E env "PYTHONPATH=${PYTHON_SITE}" "${PYTHON}")
+  smoke_run(${python} "${folder}/reference.py" ${ARGN} --output-dir "${OUTPUT_DIR}/pytorch")
+  # parity.py needs no torch: the plain Python (its matplotlib and numpy), not the pip torch's path.
+  smoke_run("${PYTHON}" "${folder}/parity.py" "${OUTPUT_DIR}/torchloss" "${OUTPUT_DIR}/pytorch"
+            --output-dir "${OUTPUT_DIR}" --check-trajectories 1e-3)
+  smoke_check_contains("${OUTPUT_DIR}/parity.md" "${pattern}")
+  smoke_check_png("${OUTPUT_DIR}/parity.png")
+endfunction()

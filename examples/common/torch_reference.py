@@ -9,9 +9,9 @@ import math
 import os
 import struct
 import sys
+import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 NUM_CLASSES = 10
@@ -129,6 +129,41 @@ def batches(num_examples, batch_size):
     return [order[begin:begin + batch_size] for begin in range(0, num_examples, batch_size)]
 
 
+def train(model, images, labels, args, run, batch_loss, after_backward=None, end_of_epoch=None):
+    """The reference recipe's training loop, as train_one_epoch with RecipeOptimizer: SGD over
+    args.epochs with the per-step cosine schedule, one randperm per epoch, batches of
+    args.batch_size. batch_loss(x, y, epoch) returns a batch's loss; after_backward() runs
+    between backward and the step; end_of_epoch(epoch, mean_loss, seconds) after every epoch.
+    `run` names the run in the progress bar and errors. Returns the training seconds; raises
+    RuntimeError on a non-finite loss."""
+    n = len(labels)
+    num_batches = (n + args.batch_size - 1) // args.batch_size
+    optimizer = ReferenceOptimizer(model.parameters(), args.lr, num_batches * args.epochs)
+    train_seconds = 0.0
+    model.train()
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        loss_sum = 0.0
+        for b, indices in enumerate(batches(n, args.batch_size)):
+            x, y = images.index_select(0, indices), labels.index_select(0, indices)
+            optimizer.zero_grad()
+            loss = batch_loss(x, y, epoch)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise RuntimeError(f"{run}: the loss of batch {b + 1} is {value} (diverged; try a smaller learning rate)")
+            loss.backward()
+            if after_backward is not None:
+                after_backward()
+            optimizer.step()
+            loss_sum += value * len(indices)
+            progress(f"{run} epoch {epoch}/{args.epochs}", b + 1, num_batches, not args.no_progress)
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        if end_of_epoch is not None:
+            end_of_epoch(epoch, loss_sum / n, seconds)
+    return train_seconds
+
+
 def progress(text, done, total, enabled):
     """A one-line progress bar on stderr."""
     if not enabled:
@@ -152,6 +187,21 @@ def add_common_arguments(parser, epochs=12, output_dir="results"):
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--output-dir", default=output_dir)
     parser.add_argument("--no-progress", action="store_true", help="Do not draw the progress bar")
+
+
+def parse_seeds(parser, args):
+    """Turns args.seeds ("1,2,3") into a list of ints, or exits with a parser error."""
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",") if seed]
+    except ValueError:
+        parser.error(f"--seeds: not a comma-separated list of integers: '{args.seeds}'")
+
+
+def load_data(args):
+    """Sets the thread count and loads (train_images, train_labels, test_images, test_labels)
+    under --data-dir, --limit and --test-limit."""
+    torch.set_num_threads(max(args.threads, 1))
+    return (*load_split(args.data_dir, "train", args.limit), *load_split(args.data_dir, "t10k", args.test_limit))
 
 
 def check_positive(parser, args, names):

@@ -115,6 +115,24 @@ std::int64_t drw_switch_epoch(const Settings& settings) {
   return settings.epochs * 4 / 5 + 1;
 }
 
+/// Deferred re-weighting (Cao et al., NeurIPS 2019) of a loss with a registered `weight`
+/// buffer: ones, then the class-balanced weights (β = kDrwBeta) from the switch epoch on
+/// (class_weights::deferred counts epochs from 0).
+template <typename Loss>
+EpochLoss deferred_reweighting(Loss loss, const LossContext& context) {
+  const std::int64_t switch_epoch = drw_switch_epoch(context.settings);
+  const torch::Tensor counts = context.class_counts;
+  return [loss, switch_epoch, counts](std::int64_t epoch) mutable -> LogitLoss {
+    torch::NoGradGuard no_grad;
+    loss->weight.copy_(torchloss::class_weights::deferred(epoch - 1, switch_epoch - 1, counts, kDrwBeta));
+    return [loss](const torch::Tensor& logits, const torch::Tensor& targets) mutable { return loss(logits, targets); };
+  };
+}
+
+torchloss::LogitAdjustedCrossEntropyLossOptions logit_adjustment(const LossContext& context) {
+  return torchloss::LogitAdjustedCrossEntropyLossOptions(context.class_counts).tau(context.settings.tau);
+}
+
 torch::Tensor effective_weights(const LossContext& context) {
   return torchloss::class_weights::effective_number(context.class_counts, context.settings.beta);
 }
@@ -159,27 +177,27 @@ std::vector<LossSpec> loss_registry() {
                      });
                    }});
   specs.push_back({"ldam_drw", "LDAM-DRW (cosine head)", true, [](const LossContext& context) {
-                     const Settings& settings = context.settings;
-                     torchloss::LDAMLoss loss(torchloss::LDAMLossOptions(context.class_counts)
-                                                  .max_margin(settings.ldam_max_margin)
-                                                  .scale(settings.ldam_scale));
-                     const std::int64_t switch_epoch = drw_switch_epoch(settings);
-                     const torch::Tensor counts = context.class_counts;
-                     return EpochLoss([loss, switch_epoch, counts](std::int64_t epoch) mutable -> LogitLoss {
-                       // Deferred re-weighting: ones, then the class-balanced weights from the
-                       // switch epoch on (class_weights::deferred counts epochs from 0).
-                       torch::NoGradGuard no_grad;
-                       loss->weight.copy_(
-                           torchloss::class_weights::deferred(epoch - 1, switch_epoch - 1, counts, kDrwBeta));
-                       return [loss](const torch::Tensor& logits, const torch::Tensor& targets) mutable {
-                         return loss(logits, targets);
-                       };
-                     });
+                     return deferred_reweighting(
+                         torchloss::LDAMLoss(torchloss::LDAMLossOptions(context.class_counts)
+                                                 .max_margin(context.settings.ldam_max_margin)
+                                                 .scale(context.settings.ldam_scale)),
+                         context);
                    }});
   specs.push_back({"logit_adjusted", "Logit-adjusted CE", false, [](const LossContext& context) {
-                     return constant(torchloss::LogitAdjustedCrossEntropyLoss(
-                         torchloss::LogitAdjustedCrossEntropyLossOptions(context.class_counts)
-                             .tau(context.settings.tau)));
+                     return constant(torchloss::LogitAdjustedCrossEntropyLoss(logit_adjustment(context)));
+                   }});
+  // Combinations (#17): logit adjustment with DRW, and on the cosine head.
+  specs.push_back({"logit_adjusted_drw", "Logit-adjusted CE + DRW", false, [](const LossContext& context) {
+                     return deferred_reweighting(torchloss::LogitAdjustedCrossEntropyLoss(logit_adjustment(context).weight(
+                                                     torch::ones({kNumClasses}))),
+                                                 context);
+                   }});
+  specs.push_back({"logit_adjusted_cosine", "Logit-adjusted CE, cosine head", true, [](const LossContext& context) {
+                     torchloss::LogitAdjustedCrossEntropyLoss loss(logit_adjustment(context));
+                     const double scale = context.settings.ldam_scale;
+                     return constant([loss, scale](const torch::Tensor& cosines, const torch::Tensor& targets) mutable {
+                       return loss(scale * cosines, targets);
+                     });
                    }});
   specs.push_back({"seesaw", "Seesaw (counts learned in training)", false, [](const LossContext&) {
                      return constant(torchloss::SeesawLoss(torchloss::SeesawLossOptions(kNumClasses)));
@@ -610,7 +628,7 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_option("--ldam-max-margin", settings.ldam_max_margin, "Largest margin of LDAM (the rarest class's)")
       ->capture_default_str()
       ->check(ex::at_least(0));
-  app.add_option("--ldam-scale", settings.ldam_scale, "Scale s of LDAM's cosine logits")
+  app.add_option("--ldam-scale", settings.ldam_scale, "Scale s of the cosine logits (LDAM-DRW, logit-adjusted CE on the cosine head)")
       ->capture_default_str()
       ->check(ex::greater_than(0));
   app.add_option("--drw-epoch", settings.drw_epoch,

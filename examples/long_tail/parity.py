@@ -10,23 +10,16 @@ Writes DIR/parity.csv, DIR/parity.md and DIR/parity.png. With --check-trajectori
 compares the two runs' metrics.csv epoch by epoch and exits 1 when a training loss differs by
 more than RTOL (relative): with the same seed both start from the same weights and batches, so
 on a short run they must follow the same curve."""
-import argparse
 import math
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from plotting import check_same_curves, read_csv_rows  # noqa: E402
+from plotting import (check_same_curves, mean_std, parity_columns, parity_parser, read_csv_rows,  # noqa: E402
+                      side_cells, write_markdown_table, write_parity_csv)
 
 SHIRT = 6  # Fashion-MNIST class 6
 TARGET_POINTS = 0.5
-
-
-def mean_std(values):
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def read_runs(directory):
@@ -67,35 +60,18 @@ def summarize(ours, theirs):
     return rows
 
 
-def cell(mean, std, seeds):
-    return f"{mean:.2f}" if seeds < 2 else f"{mean:.2f} ± {std:.2f}"
-
-
 def write_table(rows, directory):
-    columns = ["loss", "label", "seeds"] + [f"{key}_{side}" for key in ("balanced", "rare", "shirt")
-                                            for side in ("torchloss", "torchloss_std", "pytorch", "pytorch_std",
-                                                         "difference")]
-    columns += ["balanced_max_seed_difference", "within_target"]
-    with open(os.path.join(directory, "parity.csv"), "w", encoding="utf-8") as handle:
-        handle.write(",".join(columns) + "\n")
-        for row in rows:
-            handle.write(",".join(f'"{row[c]}"' if c == "label" else str(int(row[c]) if c == "within_target"
-                                                                          else row[c]) for c in columns) + "\n")
-    lines = ["| loss | seeds | balanced acc., torchloss (%) | balanced acc., PyTorch (%) | difference (points) | "
-             "largest per-seed difference | within target | Shirt recall, torchloss (%) | Shirt recall, PyTorch (%) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: |"]
-    for row in rows:
-        n = row["seeds"]
-        lines.append(f"| {row['label']} | {n} | {cell(row['balanced_torchloss'], row['balanced_torchloss_std'], n)} | "
-                     f"{cell(row['balanced_pytorch'], row['balanced_pytorch_std'], n)} | "
-                     f"{row['balanced_difference']:+.2f} | {row['balanced_max_seed_difference']:.2f} | "
-                     f"{'yes' if row['within_target'] else 'no'} | "
-                     f"{cell(row['shirt_torchloss'], row['shirt_torchloss_std'], n)} | "
-                     f"{cell(row['shirt_pytorch'], row['shirt_pytorch_std'], n)} |")
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(directory, "parity.md"), "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return text
+    columns = (["loss", "label", "seeds"] + parity_columns(("balanced", "rare", "shirt")) +
+               ["balanced_max_seed_difference", "within_target"])
+    write_parity_csv(os.path.join(directory, "parity.csv"), columns, rows)
+    header = ["loss", "seeds", "balanced acc., torchloss (%)", "balanced acc., PyTorch (%)", "difference (points)",
+              "largest per-seed difference", "within target", "Shirt recall, torchloss (%)",
+              "Shirt recall, PyTorch (%)"]
+    cells = [[row["label"], str(row["seeds"])] + side_cells(row, "balanced") +
+             [f"{row['balanced_difference']:+.2f}", f"{row['balanced_max_seed_difference']:.2f}",
+              "yes" if row["within_target"] else "no"] + side_cells(row, "shirt") for row in rows]
+    return write_markdown_table(os.path.join(directory, "parity.md"), header,
+                                ["---", "---:", "---:", "---:", "---:", "---:", ":---:", "---:", "---:"], cells)
 
 
 def plot(rows, path, title):
@@ -133,13 +109,7 @@ def check_trajectories(ours_dir, theirs_dir, rtol):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("torchloss_dir", help="output of long_tail --recipe reference")
-    parser.add_argument("pytorch_dir", help="output of reference.py")
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--check-trajectories", type=float, metavar="RTOL",
-                        help="fail unless every epoch's training loss agrees within RTOL")
-    parser.add_argument("--no-plot", action="store_true")
+    parser = parity_parser(__doc__, "output of long_tail --recipe reference")
     parser.add_argument("--title", default="Long-tailed Fashion-MNIST, reference recipe: torchloss vs PyTorch")
     args = parser.parse_args(argv)
     try:

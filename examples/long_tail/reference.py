@@ -22,10 +22,8 @@ code is used. Writes runs.csv, metrics.csv and per_class.csv in the C++ trainer'
 
 import argparse
 import csv
-import math
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +45,8 @@ LABELS = {
     "ghmc": "GHM-C (one-vs-all)",
     "ldam_drw": "LDAM-DRW (cosine head)",
     "logit_adjusted": "Logit-adjusted CE",
+    "logit_adjusted_drw": "Logit-adjusted CE + DRW",
+    "logit_adjusted_cosine": "Logit-adjusted CE, cosine head",
     "seesaw": "Seesaw (counts learned in training)",
 }
 
@@ -105,9 +105,10 @@ def focal(logits, targets, gamma, alpha=None):
 class GHMC:
     """GHM-C (Li et al., AAAI 2019) exactly as mmdetection's GHMC, on one-hot targets."""
 
-    def __init__(self, bins, momentum):
+    def __init__(self, bins, momentum, float64_norms=False):
         self.bins = bins
         self.momentum = momentum
+        self.float64_norms = float64_norms
         self.edges = torch.arange(bins + 1).float() / bins
         self.edges[-1] += 1e-6
         self.acc_sum = torch.zeros(bins)
@@ -115,7 +116,10 @@ class GHMC:
     def __call__(self, logits, targets):
         target = F.one_hot(targets, logits.shape[1]).float()
         weights = torch.zeros_like(logits)
-        g = torch.abs(logits.sigmoid().detach() - target)
+        if self.float64_norms:  # the study of the README: g in float64, as torchloss bins it
+            g = torch.abs(logits.detach().double().sigmoid() - target.double())
+        else:
+            g = torch.abs(logits.sigmoid().detach() - target)
         tot = max(float(target.numel()), 1.0)
         n = 0
         for i in range(self.bins):
@@ -142,10 +146,10 @@ def ldam(cosines, targets, counts, max_margin, scale, weight):
     return F.cross_entropy(scale * adjusted, targets, weight=weight)
 
 
-def logit_adjusted(logits, targets, counts, tau):
+def logit_adjusted(logits, targets, counts, tau, weight=None):
     """Menon et al. (ICLR 2021): cross entropy of logits + tau * log prior."""
     prior = counts.double() / counts.sum()
-    return F.cross_entropy(logits + (tau * prior.log()).float(), targets)
+    return F.cross_entropy(logits + (tau * prior.log()).float(), targets, weight=weight)
 
 
 class Seesaw:
@@ -193,15 +197,19 @@ def make_loss(name, counts, args):
         return lambda x, y, e: sigmoid_focal_loss(x, F.one_hot(y, x.shape[1]).to(x.dtype), alpha=0.25, gamma=gamma,
                                                   reduction="mean")
     if name == "ghmc":
-        ghmc = GHMC(args.ghm_bins, args.ghm_momentum)
+        ghmc = GHMC(args.ghm_bins, args.ghm_momentum, args.ghm_float64_norms)
         return lambda x, y, e: ghmc(x, y)
+    switch = drw_switch_epoch(args)
+    drw = effective_number(counts, DRW_BETA)
+    ones = torch.ones(NUM_CLASSES)
     if name == "ldam_drw":
-        switch = drw_switch_epoch(args)
-        drw = effective_number(counts, DRW_BETA)
-        ones = torch.ones(NUM_CLASSES)
         return lambda x, y, e: ldam(x, y, counts, args.ldam_max_margin, args.ldam_scale, drw if e >= switch else ones)
     if name == "logit_adjusted":
         return lambda x, y, e: logit_adjusted(x, y, counts, args.tau)
+    if name == "logit_adjusted_drw":
+        return lambda x, y, e: logit_adjusted(x, y, counts, args.tau, drw if e >= switch else ones)
+    if name == "logit_adjusted_cosine":
+        return lambda x, y, e: logit_adjusted(args.ldam_scale * x, y, counts, args.tau)
     if name == "seesaw":
         seesaw = Seesaw(NUM_CLASSES)
         return lambda x, y, e: seesaw(x, y)
@@ -232,35 +240,22 @@ def evaluate(model, images, labels):
 def run_one(name, seed, data, args, writers):
     train_images, train_labels, test_images, test_labels, counts, rare = data
     torch.manual_seed(seed)
-    model = Net(normed_head=(name == "ldam_drw"))
+    model = Net(normed_head=name in ("ldam_drw", "logit_adjusted_cosine"))
     loss_fn = make_loss(name, counts, args)
-    n = len(train_labels)
-    num_batches = (n + args.batch_size - 1) // args.batch_size
-    optimizer = ref.ReferenceOptimizer(model.parameters(), args.lr, num_batches * args.epochs)
-    train_seconds = 0.0
-    model.train()
-    for epoch in range(1, args.epochs + 1):
-        start = time.perf_counter()
-        loss_sum = 0.0
-        for b, indices in enumerate(ref.batches(n, args.batch_size)):
-            x, y = train_images.index_select(0, indices), train_labels.index_select(0, indices)
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y, epoch)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise RuntimeError(f"{name} seed {seed}: the loss of batch {b + 1} is {value} (diverged)")
-            loss.backward()
-            optimizer.step()
-            loss_sum += value * len(indices)
-            ref.progress(f"{name} seed {seed} epoch {epoch}/{args.epochs}", b + 1, num_batches, not args.no_progress)
-        seconds = time.perf_counter() - start
-        train_seconds += seconds
+    scores = {}
+
+    def end_of_epoch(epoch, train_loss, seconds):
         if epoch % args.eval_every != 0 and epoch != args.epochs:
-            continue
+            return
         accuracy, recall = evaluate(model, test_images, test_labels)
         balanced = sum(recall) / NUM_CLASSES
         rare_accuracy = sum(recall[c] for c in rare) / len(rare)
-        writers["metrics"].writerow([name, seed, epoch, loss_sum / n, accuracy, balanced, rare_accuracy, seconds])
+        scores.update(accuracy=accuracy, recall=recall, balanced=balanced, rare=rare_accuracy)
+        writers["metrics"].writerow([name, seed, epoch, train_loss, accuracy, balanced, rare_accuracy, seconds])
+
+    train_seconds = ref.train(model, train_images, train_labels, args, f"{name} seed {seed}",
+                              lambda x, y, epoch: loss_fn(model(x), y, epoch), end_of_epoch=end_of_epoch)
+    accuracy, recall, balanced, rare_accuracy = (scores[k] for k in ("accuracy", "recall", "balanced", "rare"))
     writers["per_class"].writerow([name, seed] + recall)
     writers["runs"].writerow([name, LABELS[name], seed, balanced, rare_accuracy, accuracy, train_seconds])
     for handle in writers["files"]:
@@ -280,6 +275,9 @@ def parse_args(argv):
     parser.add_argument("--gamma", type=float, default=2.0, help="Focusing parameter of the focal losses")
     parser.add_argument("--ghm-bins", type=int, default=30)
     parser.add_argument("--ghm-momentum", type=float, default=0.75)
+    parser.add_argument("--ghm-float64-norms", action="store_true",
+                        help="GHM-C: bin g = |sigmoid(x) - y| computed in float64 (torchloss's rule) instead of "
+                             "mmdetection's float32")
     parser.add_argument("--ldam-max-margin", type=float, default=0.5)
     parser.add_argument("--ldam-scale", type=float, default=30.0)
     parser.add_argument("--drw-epoch", type=int, default=0, help="First DRW epoch (0 = the last third)")
@@ -290,10 +288,7 @@ def parse_args(argv):
     unknown = [name for name in args.losses if name not in LABELS]
     if unknown:
         parser.error(f"--losses: unknown loss '{unknown[0]}' (known: {', '.join(LABELS)})")
-    try:
-        args.seeds = [int(seed) for seed in args.seeds.split(",") if seed]
-    except ValueError:
-        parser.error(f"--seeds: not a comma-separated list of integers: '{args.seeds}'")
+    ref.parse_seeds(parser, args)
     ref.check_positive(parser, args, ("epochs", "batch_size", "eval_every"))
     if args.imbalance < 1:
         parser.error("--imbalance must be >= 1")
@@ -302,9 +297,7 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    torch.set_num_threads(max(args.threads, 1))
-    full_images, full_labels = ref.load_split(args.data_dir, "train", args.limit)
-    test_images, test_labels = ref.load_split(args.data_dir, "t10k", args.test_limit)
+    full_images, full_labels, test_images, test_labels = ref.load_data(args)
     n_max = int(torch.bincount(full_labels, minlength=NUM_CLASSES).max())
     indices = ref.long_tailed_indices(full_labels, ref.exponential_profile_counts(n_max, args.imbalance, NUM_CLASSES))
     train_images, train_labels = full_images.index_select(0, indices), full_labels.index_select(0, indices)

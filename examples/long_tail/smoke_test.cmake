@@ -9,26 +9,17 @@
 #               and with --fused-head (LinearCrossEntropyLoss): the same seed must give the same
 #               training curve (train loss and test accuracies per epoch within 1e-4).
 # reference_twin: every loss, 1 seed, 2 epochs on a small subset, by this trainer under
-#               --recipe reference and by its PyTorch twin reference.py (-DPYTHON, with
-#               -DPYTHON_SITE first on PYTHONPATH when the LibTorch is a pip torch); parity.py
-#               must find the same training losses epoch by epoch (relative 1e-3: the same
-#               weights and batches, only rounding apart) and write the side-by-side table.
+#               --recipe reference and by its PyTorch twin reference.py: the same training
+#               losses epoch by epoch and the side-by-side table (smoke_check_twin).
 # missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
 include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
 smoke_begin(long_tail training all_losses fused_head reference_twin)
 
 if(CHECK STREQUAL "reference_twin")
-  smoke_require(PYTHON)
   set(twin_args --data-dir "${DATA_DIR}" --limit 6000 --test-limit 1000 --epochs 2 --seeds 1 --no-progress
                 --threads 1)
   smoke_run("${EXAMPLE}" --recipe reference ${twin_args} --no-plot --output-dir "${OUTPUT_DIR}/torchloss")
-  set(python "${CMAKE_COMMAND}" -E env "PYTHONPATH=${PYTHON_SITE}" "${PYTHON}")
-  smoke_run(${python} "${CMAKE_CURRENT_LIST_DIR}/reference.py" ${twin_args} --output-dir "${OUTPUT_DIR}/pytorch")
-  # parity.py needs no torch: the plain Python (its matplotlib and numpy), not the pip torch's path.
-  smoke_run("${PYTHON}" "${CMAKE_CURRENT_LIST_DIR}/parity.py" "${OUTPUT_DIR}/torchloss" "${OUTPUT_DIR}/pytorch"
-            --output-dir "${OUTPUT_DIR}" --check-trajectories 1e-3)
-  smoke_check_contains("${OUTPUT_DIR}/parity.md" "\\| Seesaw [^\n]* \\| 1 \\| ")
-  smoke_check_png("${OUTPUT_DIR}/parity.png")
+  smoke_check_twin("${CMAKE_CURRENT_LIST_DIR}" "\\| Seesaw [^\n]* \\| 1 \\| " ${twin_args})
   return()
 endif()
 
@@ -84,9 +75,10 @@ if(CHECK STREQUAL "all_losses")
             --epochs 1 --seeds 7 --no-progress --threads 1 --no-plot)
   smoke_check_csv("${OUTPUT_DIR}/runs.csv"
                   HEADER "loss,label,seed,balanced_accuracy,rare3_accuracy,accuracy,train_seconds"
-                  ROWS 10 TEXT_COLUMNS loss label)
+                  ROWS 12 TEXT_COLUMNS loss label)
   smoke_check_fractions("${OUTPUT_DIR}/runs.csv" balanced_accuracy rare3_accuracy accuracy)
-  foreach(loss ce ce_inverse ce_effective focal weighted_focal sigmoid_focal ghmc ldam_drw logit_adjusted seesaw)
+  foreach(loss ce ce_inverse ce_effective focal weighted_focal sigmoid_focal ghmc ldam_drw logit_adjusted seesaw
+              logit_adjusted_drw logit_adjusted_cosine)
     smoke_check_contains("${OUTPUT_DIR}/runs.csv" "\n${loss},[^\n]*,7,")
   endforeach()
   return()

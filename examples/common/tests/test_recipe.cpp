@@ -16,15 +16,17 @@ namespace ex = torchloss::examples;
 namespace {
 
 /// Parses `args` with the shared options and --recipe, then applies the recipe's defaults.
-ex::TrainerOptions parse(std::vector<const char*> args) {
+/// `reference_learning_rate` is the trainer's peak rate under the reference recipe.
+ex::TrainerOptions parse(std::vector<const char*> args,
+                         double reference_learning_rate = ex::ReferenceRecipe::kLearningRate) {
   CLI::App app;
   ex::TrainerOptions options;
   options.epochs = 5;
   ex::add_trainer_options(app, options);
-  ex::add_recipe_option(app, options);
+  ex::add_recipe_option(app, options, reference_learning_rate);
   args.insert(args.begin(), "trainer");
   app.parse(static_cast<int>(args.size()), const_cast<char**>(args.data()));
-  ex::apply_recipe_defaults(app, options);
+  ex::apply_recipe_defaults(app, options, reference_learning_rate);
   return options;
 }
 
@@ -49,6 +51,11 @@ TEST_CASE("The reference recipe fills in its budget unless the command line give
   const ex::TrainerOptions overridden = parse({"--recipe", "reference", "--epochs", "2", "--lr", "0.1"});
   CHECK(overridden.epochs == 2);
   CHECK(overridden.learning_rate == 0.1);
+
+  // A trainer with its own peak rate (center_loss_embedding's 2-D network: 0.01).
+  CHECK(parse({"--recipe", "reference"}, 0.01).learning_rate == 0.01);
+  CHECK(parse({"--recipe", "reference", "--lr", "0.1"}, 0.01).learning_rate == 0.1);
+  CHECK(parse({}, 0.01).learning_rate == 1e-3);
 
   CHECK_THROWS_AS(parse({"--recipe", "fast"}), CLI::ValidationError);
 }
