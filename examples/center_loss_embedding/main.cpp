@@ -224,11 +224,10 @@ std::string write_summary(const std::vector<RunResult>& runs, const Settings& se
   md << "| --- | ---: | ---: | ---: | ---: | ---: |\n";
   for (const RunResult& run : runs) {
     const Evaluation& e = run.evaluation;
-    const double alpha = run.alpha;
-    csv.write_row({run.name, run.lambda, alpha, e.metrics.accuracy, e.metrics.balanced_accuracy, e.compactness.intra,
+    csv.write_row({run.name, run.lambda, run.alpha, e.metrics.accuracy, e.metrics.balanced_accuracy, e.compactness.intra,
                    e.compactness.inter, e.compactness.ratio, run.train_seconds});
     const std::string label = run.lambda > 0 ? "cross entropy + " + ex::format_number(run.lambda) +
-                                                   " · center loss (α = " + ex::format_number(alpha) + ")"
+                                                   " · center loss (α = " + ex::format_number(run.alpha) + ")"
                                              : "cross entropy";
     char line[256];
     std::snprintf(line, sizeof line, "| %s | %.2f | %.3f | %.3f | %.3f | %.0f |\n", label.c_str(),
