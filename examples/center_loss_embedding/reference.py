@@ -118,28 +118,28 @@ def train_run(name, lam, seed, data, args):
     center = CenterLoss(args.center_alpha)
     directory = os.path.join(args.output_dir, f"seed_{seed}", name)
     metrics = []
-    batch = {}
+    state = {}  # the last batch's features and labels (for the center update), the last test features
 
     def batch_loss(x, y, epoch):
         embedding, logits = model(x)
         loss = F.cross_entropy(logits, y)
         if lam > 0:
             loss = loss + lam * center(embedding, y)
-            batch.update(features=embedding.detach(), labels=y)
+            state.update(features=embedding.detach(), labels=y)
         return loss
 
     def end_of_epoch(epoch, train_loss, seconds):
         features, accuracy, balanced, (intra, inter, ratio) = evaluate(model, test_images, test_labels)
-        batch.update(test_features=features)
+        state.update(test_features=features)
         metrics.append([epoch, train_loss, accuracy, balanced, intra, inter, ratio, seconds])
         print(f"{name:<6} seed {seed} epoch {epoch}/{args.epochs}  train_loss {train_loss:.4f}  "
               f"test_accuracy {accuracy:.4f}  intra/inter {ratio:.4f}  {seconds:.1f} s", flush=True)
 
     # The centers move after backward, from the forward pass's features (torchloss: inside backward).
-    after_backward = (lambda: center.update(batch["features"], batch["labels"])) if lam > 0 else None
+    after_backward = (lambda: center.update(state["features"], state["labels"])) if lam > 0 else None
     train_seconds = ref.train(model, train_images, train_labels, args, f"{name} seed {seed}", batch_loss,
                               after_backward, end_of_epoch)
-    features = batch["test_features"]
+    features = state["test_features"]
     _, _, accuracy, balanced, intra, inter, ratio, _ = metrics[-1]
     write_csv(os.path.join(directory, "metrics.csv"),
               ["epoch", "train_loss", "test_accuracy", "balanced_accuracy", "intra_class", "inter_class",

@@ -1,4 +1,5 @@
-"""What a PyTorch twin of a trainer needs (examples/long_tail/reference.py): Fashion-MNIST read and normalised exactly as
+"""What the PyTorch twins of the trainers share (examples/long_tail/reference.py and
+examples/center_loss_embedding/reference.py): Fashion-MNIST read and normalised exactly as
 examples/common/idx.cpp and fashion_mnist.cpp, the long-tailed subset of long_tail.cpp, the
 ConvFeatures network of models.cpp built in the same order (so that one seed draws the same
 initial weights in both languages), and the reference recipe of recipe.hpp: SGD, momentum 0.9,
