@@ -2,7 +2,9 @@
 # Installs whatever torchloss needs that this machine lacks. Idempotent: when everything is
 # present it only checks (about a second).
 #
-#   scripts/install_deps.sh             Debian's packages (LibTorch 1.13, Catch2, Benchmark, ...)
+#   scripts/install_deps.sh             Debian's packages (LibTorch 1.13, Catch2, Benchmark, ...) and
+#                                       the pinned pure-Python reference packages of the tests
+#                                       (pytorch-metric-learning) into .deps/reference-packages/
 #   scripts/install_deps.sh --torch2    also the pinned LibTorch 2.x of PyPI's torch wheel (CUDA
 #                                       build), into .deps/torch-<version>/ (ignored by git);
 #                                       prints nothing else on success
@@ -17,13 +19,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 torch2_version="2.11.0"
 torchvision2_version="0.26.0"
 torch2_dir="$root/.deps/torch-$torch2_version"
+# A second implementation the metric-learning fixtures are checked against
+# (tests/reference/agree_pytorch_metric_learning.py); pure Python, run on Debian's torch.
+reference_packages=("pytorch-metric-learning==2.9.0")
+reference_dir="$root/.deps/reference-packages"
 
 packages=(
   build-essential cmake ninja-build git pkg-config ccache
   libtorch-dev libopenblas0-openmp zlib1g-dev libgloo-dev
   catch2 libbenchmark-dev libcli11-dev
   doxygen libjs-mathjax
-  python3-torch python3-torchvision python3-matplotlib
+  python3-torch python3-torchvision python3-matplotlib python3-scipy python3-tqdm
   dataset-fashion-mnist
 )
 
@@ -66,9 +72,22 @@ install_torch2() {
   touch "$torch2_dir/.installed"
 }
 
+# The reference packages without their dependencies (numpy, scipy, tqdm and torch are Debian's;
+# scikit-learn is needed only by parts the tests do not import); the marker names the pins, so
+# changing a pin reinstalls.
+install_reference_packages() {
+  [ "$(cat "$reference_dir/.installed" 2>/dev/null)" = "${reference_packages[*]}" ] && return 0
+  echo "install_deps: installing ${reference_packages[*]} into $reference_dir" >&2
+  rm -rf "$reference_dir"
+  $(pip_command) install --quiet --no-cache-dir --disable-pip-version-check --no-deps --target "$reference_dir" \
+    "${reference_packages[@]}" >&2
+  echo "${reference_packages[*]}" > "$reference_dir/.installed"
+}
+
 install_debian_packages "${packages[@]}"
+install_reference_packages
 case "${1:-}" in
-  "") echo "install_deps: all ${#packages[@]} Debian packages present" ;;
+  "") echo "install_deps: all ${#packages[@]} Debian packages and ${reference_packages[*]} present" ;;
   --torch2) install_torch2 ;;
   --torch2-prefix) install_torch2; echo "$torch2_dir/torch/share/cmake" ;;
   *) echo "install_deps.sh: unknown option $1 (--torch2, --torch2-prefix)" >&2; exit 2 ;;

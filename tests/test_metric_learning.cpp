@@ -293,6 +293,30 @@ TEST_CASE("SimCLR is SupCon with each sample its own class", "[supcon]") {
   }
 }
 
+TEST_CASE("SupCon tells apart labels that share their low 32 bits", "[supcon]") {
+  // The fused pass compares compact int32 class ids: labels 0 and 2^32 (equal after a
+  // truncating cast), negative and huge labels must stay distinct classes.
+  torch::manual_seed(26);
+  auto features = torch::nn::functional::normalize(torch::randn({20, 2, 6}),
+                                                   torch::nn::functional::NormalizeFuncOptions().dim(2))
+                      .requires_grad_();
+  const int64_t big = int64_t{1} << 32;
+  const auto wide = torch::tensor({0L, big, 2L, -5L, big * 7 + 2, 0L, big, 2L, -5L, big * 7 + 2,
+                                   0L, big, 2L, -5L, big * 7 + 2, 0L, 0L, 2L, -5L, 9L});
+  const auto compact = torch::tensor({0L, 1L, 2L, 3L, 4L, 0L, 1L, 2L, 3L, 4L, 0L, 1L, 2L, 3L, 4L, 0L, 0L, 2L, 3L, 5L});
+  for (bool aten_path : {false, true}) {
+    INFO("aten path " << aten_path);
+    torchloss::detail::ScopedAtenPath path(aten_path);
+    for (auto mode : {torchloss::ContrastMode::all, torchloss::ContrastMode::one}) {
+      const auto options = F::SupConLossFuncOptions().temperature(0.1).contrast_mode(mode);
+      const auto with_wide = F::supervised_contrastive_loss(features, wide, options);
+      const auto with_compact = F::supervised_contrastive_loss(features, compact, options);
+      CHECK_THAT(with_wide, AllClose(with_compact, 0, 0));
+      CHECK_THAT(grad_of(with_wide, features), AllClose(grad_of(with_compact, features), 0, 0));
+    }
+  }
+}
+
 TEST_CASE("metric-learning losses pass float64 finite differences", "[combined_margin][supcon][batch_hard_triplet]") {
   torch::manual_seed(25);
   const auto y = torch::tensor({0, 3, -100, 1, 4, 3});

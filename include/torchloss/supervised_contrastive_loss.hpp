@@ -113,23 +113,30 @@ void add_transpose_in_place(torch::Tensor& matrix) {
   });
 }
 
-/// Per-anchor results of the row pass: losses [A] and, when asked, the gradient of each
-/// anchor's loss with respect to its dot products [A, M], written over the dot products.
-struct SupConRows {
-  torch::Tensor losses;
-};
+/// Lanes of `ids` [k, k + lanes of V) equal to `id`: a −1/0 int32 mask for the vector types, a
+/// bool for scalars.
+template <typename V>
+inline auto equal_ids(const int32_t* ids, int32_t id) {
+  if constexpr (is_simd_v<V>) {
+    return load<int_vector_t<V>>(ids) == id;
+  } else {
+    return *ids == id;
+  }
+}
 
 /// The fused CPU row pass over the dot products \f$d_{ij}\f$ [A, M] of anchor i with contrast
 /// sample j. With \f$l_{ij} = d_{ij} / \tau\f$, \f$s_i\f$ the anchor's own column, \f$P_i\f$ its
-/// positives (same label, \f$j \ne s_i\f$) and \f$m_i = \max_{j \ne s_i} d_{ij}\f$:
+/// positives (same class, \f$j \ne s_i\f$) and \f$m_i = \max_{j \ne s_i} d_{ij}\f$:
 /// \f[ \ell_i = -\frac{\tau}{\tau_b}\Big(\frac{1}{|P_i|}\sum_{j \in P_i} l_{ij}
 ///      - \log \sum_{j \ne s_i} e^{l_{ij}}\Big), \qquad \ell_i = 0 \text{ when } P_i = \emptyset, \f]
 /// and, when `with_grad`, \f$\partial \ell_i / \partial d_{ij} = \frac{1}{\tau_b}\big(\mathrm{softmax}_{j \ne s_i}(l_i)_j
 ///      - [j \in P_i] / |P_i|\big)\f$ written in place of \f$d_{ij}\f$ (0 at \f$s_i\f$, and a zero row
-/// when \f$P_i = \emptyset\f$). Each row is read a few times while it sits in L1.
+/// when \f$P_i = \emptyset\f$). Classes are compact int32 ids, compared a vector at a time.
+/// Three vector passes per row while it sits in L1: the maximum with the positives' count and
+/// sum, the exponentials, the gradient.
 template <typename T>
-torch::Tensor supcon_rows_cpu(torch::Tensor& dots_t, const int64_t* self_index, const int64_t* anchor_label,
-                              const int64_t* contrast_label, double temperature, double base_temperature,
+torch::Tensor supcon_rows_cpu(torch::Tensor& dots_t, const int64_t* self_index, const int32_t* anchor_class,
+                              const int32_t* contrast_class, double temperature, double base_temperature,
                               bool with_grad) {
   const int64_t anchors = dots_t.size(0), contrast = dots_t.size(1);
   auto losses_t = torch::empty({anchors}, dots_t.options());
@@ -138,6 +145,7 @@ torch::Tensor supcon_rows_cpu(torch::Tensor& dots_t, const int64_t* self_index, 
   const T inv_temperature = static_cast<T>(1.0 / temperature);
   const T loss_scale = static_cast<T>(temperature / base_temperature);
   const T grad_scale = static_cast<T>(1.0 / base_temperature);
+  constexpr T kLowest = -std::numeric_limits<T>::infinity();
   at::parallel_for(0, anchors, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, contrast)), [&](int64_t begin,
                                                                                                    int64_t end) {
     const ScopedFlushDenormals flush(std::is_same<T, float>::value);
@@ -145,29 +153,47 @@ torch::Tensor supcon_rows_cpu(torch::Tensor& dots_t, const int64_t* self_index, 
       using W = decltype(width);
       for (int64_t i = begin; i < end; ++i) {
         T* row = dots + i * contrast;
-        const int64_t self = self_index[i], label = anchor_label[i];
-        const int64_t after = contrast - self - 1;  // columns right of the anchor's own
-        T* row_after = row + self + 1;
-        // Positives: same label, outside the anchor's own column (the two sides taken apart,
-        // branch-free so the compiler can vectorise the label comparisons).
-        int64_t positives = 0;
-        T positive_sum = 0;
-        const auto count_positives = [&](int64_t begin_column, int64_t end_column) {
-          for (int64_t j = begin_column; j < end_column; ++j) {
-            const bool same = contrast_label[j] == label;
-            positives += same;
-            positive_sum += same ? row[j] : T(0);
-          }
+        const int64_t self = self_index[i];
+        const int32_t label = anchor_class[i];
+        // Pass 1, on both sides of the anchor's own column: max_{j ≠ s} d_ij, and the count and
+        // sum of the positives (vector lanes, then the scalar tails).
+        W max_lanes = splat<W>(kLowest), sum_lanes{};
+        int_vector_t<W> count_lanes{};
+        T max_tail = kLowest, sum_tail = 0;
+        int64_t count_tail = 0;
+        const auto scan = [&](int64_t begin_column, int64_t end_column) {
+          simd_for<T, W>(end_column - begin_column, [&](int64_t k, auto tag) {
+            using V = decltype(tag);
+            const int64_t c = begin_column + k;
+            const V d = load<V>(row + c);
+            const auto same = equal_ids<V>(contrast_class + c, label);
+            if constexpr (is_simd_v<V>) {  // V = W
+              max_lanes = select(d > max_lanes, d, max_lanes);  // skips NaN, as simd_max
+              sum_lanes += select(same, d, V{});
+              count_lanes -= same;  // −1 lanes
+            } else {
+              max_tail = d > max_tail ? d : max_tail;
+              sum_tail += same ? d : T(0);
+              count_tail += same;
+            }
+          });
         };
-        count_positives(0, self);
-        count_positives(self + 1, contrast);
+        scan(0, self);
+        scan(self + 1, contrast);
+        T m = max_tail, positive_sum = sum_tail + lane_sum(sum_lanes);
+        int64_t positives = count_tail;
+        if constexpr (is_simd_v<W>) {
+          for (int j = 0; j < lanes_v<W>; ++j) {
+            m = max_lanes[j] > m ? max_lanes[j] : m;
+            positives += count_lanes[j];
+          }
+        }
         if (positives == 0) {
           losses[i] = 0;
           if (with_grad) std::fill(row, row + contrast, T(0));
           continue;
         }
-        const T m = std::max(simd_max<T, W>(row, self), simd_max<T, W>(row_after, after));
-        // e^{(d − m)/τ}, stored over the dot products (the softmax numerators) and summed.
+        // Pass 2: e^{(d − m)/τ}, stored over the dot products (the softmax numerators) and summed.
         const auto exp_in_place = [&](T* base) {
           return [&, base](int64_t c, auto tag) {
             using V = decltype(tag);
@@ -176,22 +202,20 @@ torch::Tensor supcon_rows_cpu(torch::Tensor& dots_t, const int64_t* self_index, 
             return e;
           };
         };
-        const T sum_exp = simd_sum<T, W>(self, exp_in_place(row)) + simd_sum<T, W>(after, exp_in_place(row_after));
+        const T sum_exp = simd_sum<T, W>(self, exp_in_place(row)) +
+                          simd_sum<T, W>(contrast - self - 1, exp_in_place(row + self + 1));
         const T mean_positive = positive_sum / static_cast<T>(positives);
         losses[i] = -loss_scale * ((mean_positive - m) * inv_temperature - std::log(sum_exp));
         if (!with_grad) continue;
+        // Pass 3: the gradient, softmax minus the positives' share.
         const T softmax_scale = grad_scale / sum_exp;
+        const T positive_grad = grad_scale / static_cast<T>(positives);
         simd_for<T, W>(contrast, [&](int64_t c, auto tag) {
           using V = decltype(tag);
-          store(row + c, load<V>(row + c) * softmax_scale);
+          const V share = select(equal_ids<V>(contrast_class + c, label), splat<V>(positive_grad), V{});
+          store(row + c, load<V>(row + c) * softmax_scale - share);
         });
         row[self] = 0;
-        const T positive_grad = grad_scale / static_cast<T>(positives);
-        const auto subtract_positives = [&](int64_t begin_column, int64_t end_column) {
-          for (int64_t j = begin_column; j < end_column; ++j) row[j] -= contrast_label[j] == label ? positive_grad : T(0);
-        };
-        subtract_positives(0, self);
-        subtract_positives(self + 1, contrast);
       }
     });
   });
@@ -272,9 +296,13 @@ struct SupConFunction : public torch::autograd::Function<SupConFunction> {
     auto dots = anchors.mm(contrast.t());
     torch::Tensor losses;
     if (state->fused) {
+      // The classes as compact int32 ids (any int64 labels), for the kernel's vector compares.
+      const auto ids = std::get<1>(at::_unique(torch::cat({anchor_label, contrast_label}), true, true)).to(torch::kInt);
+      const auto anchor_class = ids.narrow(0, 0, anchor_label.size(0));
+      const auto contrast_class = ids.narrow(0, anchor_label.size(0), contrast_label.size(0));
       AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "torchloss_supcon_forward", [&] {
-        losses = supcon_rows_cpu<scalar_t>(dots, self_index.data_ptr<int64_t>(), anchor_label.data_ptr<int64_t>(),
-                                           contrast_label.data_ptr<int64_t>(), state->temperature,
+        losses = supcon_rows_cpu<scalar_t>(dots, self_index.data_ptr<int64_t>(), anchor_class.data_ptr<int32_t>(),
+                                           contrast_class.data_ptr<int32_t>(), state->temperature,
                                            state->base_temperature, with_grad);
       });
     } else {
