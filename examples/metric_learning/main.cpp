@@ -64,6 +64,7 @@ struct Settings : ex::TrainerOptions {
   double center_lambda = 0.5;
   double temperature = 0.1;  // SupCon
   double triplet_margin = 0.3;
+  bool triplet_soft_margin = false;  // softplus(d_ap − d_an), Hermans et al.'s recommendation
   bool no_plot = false;
 };
 
@@ -203,7 +204,10 @@ RunResult train_run(const LossSpec& spec, std::uint64_t seed, const ex::FashionM
     const auto embedding = model->embed(images);
     if (spec.name == "triplet") {
       return torchloss::functional::batch_hard_triplet_loss(
-          embedding, y, torchloss::functional::BatchHardTripletLossFuncOptions().margin(settings.triplet_margin));
+          embedding, y,
+          torchloss::functional::BatchHardTripletLossFuncOptions()
+              .margin(settings.triplet_margin)
+              .soft_margin(settings.triplet_soft_margin));
     }
     if (spec.cosine) return margin_loss(model->cosine(embedding), y);
     auto loss = F::cross_entropy(model->linear(embedding), y);
@@ -268,7 +272,9 @@ std::string write_summary(const std::vector<LossSpec>& specs, const std::vector<
      << "-D embeddings; ArcFace/CosFace s = " << ex::format_number(settings.scale)
      << ", m2 = " << ex::format_number(settings.angular_margin) << ", m3 = " << ex::format_number(settings.additive_margin)
      << "; center λ = " << ex::format_number(settings.center_lambda) << "; SupCon τ = "
-     << ex::format_number(settings.temperature) << "; triplet margin " << ex::format_number(settings.triplet_margin)
+     << ex::format_number(settings.temperature) << "; triplet "
+     << (settings.triplet_soft_margin ? std::string("soft margin")
+                                      : "margin " + ex::format_number(settings.triplet_margin))
      << ". Accuracy: nearest class mean of the training embeddings; Recall@1 and MAP@R over the test set "
         "(unit-normalised embeddings for ArcFace, CosFace and SupCon).\n\n";
   md << "| loss | seeds | NCM accuracy (%) | Recall@1 (%) | MAP@R (%) | training time (s) |\n";
@@ -394,6 +400,8 @@ void add_options(CLI::App& app, Settings& settings) {
   app.add_option("--triplet-margin", settings.triplet_margin, "Margin of the batch-hard triplet loss")
       ->capture_default_str()
       ->check(ex::at_least(0));
+  app.add_flag("--triplet-soft-margin", settings.triplet_soft_margin,
+               "Batch-hard triplet with the soft margin softplus(d_ap - d_an) instead of the hinge (ignores --triplet-margin)");
   app.add_flag("--no-plot", settings.no_plot, "Do not render metric_learning.png");
 }
 
