@@ -61,27 +61,29 @@ pip_command() {
   fi
 }
 
-# torch==$torch2_version and torchvision with their dependencies (the CUDA runtime libraries LibTorch links),
-# into a folder of its own; the marker is written last, so an interrupted install is redone.
+# pip install --target DIR "$@", once: the marker written last holds the arguments, so an
+# interrupted install, or a changed pin, is redone. $2 says what it is, for the log.
+pip_install_once() {
+  local dir="$1" what="$2"
+  shift 2
+  [ "$(cat "$dir/.installed" 2>/dev/null)" = "$*" ] && return 0
+  echo "install_deps: installing $what into $dir" >&2
+  rm -rf "$dir"
+  $(pip_command) install --quiet --no-cache-dir --disable-pip-version-check --target "$dir" "$@" >&2
+  echo "$*" > "$dir/.installed"
+}
+
+# torch==$torch2_version and torchvision with their dependencies (the CUDA runtime libraries
+# LibTorch links), into a folder of its own.
 install_torch2() {
-  [ -f "$torch2_dir/.installed" ] && return 0
-  echo "install_deps: installing torch==$torch2_version (LibTorch 2.x with CUDA, ~5 GB) into $torch2_dir" >&2
-  rm -rf "$torch2_dir"
-  $(pip_command) install --quiet --no-cache-dir --disable-pip-version-check --target "$torch2_dir" \
-    "torch==$torch2_version" "torchvision==$torchvision2_version" >&2
-  touch "$torch2_dir/.installed"
+  pip_install_once "$torch2_dir" "torch==$torch2_version (LibTorch 2.x with CUDA, ~5 GB)" \
+    "torch==$torch2_version" "torchvision==$torchvision2_version"
 }
 
 # The reference packages without their dependencies (numpy, scipy, tqdm and torch are Debian's;
-# scikit-learn is needed only by parts the tests do not import); the marker names the pins, so
-# changing a pin reinstalls.
+# scikit-learn is needed only by parts the tests do not import).
 install_reference_packages() {
-  [ "$(cat "$reference_dir/.installed" 2>/dev/null)" = "${reference_packages[*]}" ] && return 0
-  echo "install_deps: installing ${reference_packages[*]} into $reference_dir" >&2
-  rm -rf "$reference_dir"
-  $(pip_command) install --quiet --no-cache-dir --disable-pip-version-check --no-deps --target "$reference_dir" \
-    "${reference_packages[@]}" >&2
-  echo "${reference_packages[*]}" > "$reference_dir/.installed"
+  pip_install_once "$reference_dir" "${reference_packages[*]}" --no-deps "${reference_packages[@]}"
 }
 
 install_debian_packages "${packages[@]}"

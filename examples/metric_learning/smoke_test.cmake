@@ -8,6 +8,8 @@
 # missing_data: a missing data directory must exit non-zero with a one-line error naming the file.
 include(${CMAKE_CURRENT_LIST_DIR}/../common/smoke_checks.cmake)
 smoke_begin(metric_learning training triplet_soft_margin)
+set(metrics_header "loss,seed,epoch,train_loss,accuracy,recall_at_1,map_at_r,epoch_seconds")
+set(runs_header "loss,seed,accuracy,recall_at_1,map_at_r,train_seconds")
 
 if(CHECK STREQUAL "triplet_soft_margin")
   set(losses "")
@@ -18,12 +20,12 @@ if(CHECK STREQUAL "triplet_soft_margin")
     endif()
     smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}/${variant}" --limit 300
               --test-limit 200 --epochs 1 --seeds 1 --losses triplet --no-progress --no-plot --threads 1 ${flag})
-    smoke_check_csv("${OUTPUT_DIR}/${variant}/runs.csv" HEADER "loss,seed,accuracy,recall_at_1,map_at_r,train_seconds"
-                    ROWS 1 TEXT_COLUMNS loss)
+    smoke_check_csv("${OUTPUT_DIR}/${variant}/runs.csv" HEADER "${runs_header}" ROWS 1 TEXT_COLUMNS loss)
+    smoke_check_csv("${OUTPUT_DIR}/${variant}/metrics.csv" HEADER "${metrics_header}" ROWS 1 TEXT_COLUMNS loss)
     file(STRINGS "${OUTPUT_DIR}/${variant}/metrics.csv" rows)
     list(GET rows 1 row)
-    string(REPLACE "," ";" fields "${row}")
-    list(GET fields 3 loss)
+    smoke_split_csv_row("${row}" fields)
+    list(GET fields 3 loss)  # train_loss
     list(APPEND losses "${loss}")
   endforeach()
   smoke_check_contains("${OUTPUT_DIR}/hinge/results.md" "triplet margin 0.3")
@@ -39,12 +41,9 @@ endif()
 smoke_run("${EXAMPLE}" --data-dir "${DATA_DIR}" --output-dir "${OUTPUT_DIR}" --limit 600 --test-limit 300
           --epochs 1 --seeds 1 --no-progress --threads 1)
 
-smoke_check_csv("${OUTPUT_DIR}/metrics.csv"
-                HEADER "loss,seed,epoch,train_loss,accuracy,recall_at_1,map_at_r,epoch_seconds"
-                ROWS 6 TEXT_COLUMNS loss)
+smoke_check_csv("${OUTPUT_DIR}/metrics.csv" HEADER "${metrics_header}" ROWS 6 TEXT_COLUMNS loss)
 smoke_check_fractions("${OUTPUT_DIR}/metrics.csv" accuracy recall_at_1 map_at_r)
-smoke_check_csv("${OUTPUT_DIR}/runs.csv" HEADER "loss,seed,accuracy,recall_at_1,map_at_r,train_seconds"
-                ROWS 6 TEXT_COLUMNS loss)
+smoke_check_csv("${OUTPUT_DIR}/runs.csv" HEADER "${runs_header}" ROWS 6 TEXT_COLUMNS loss)
 foreach(loss ce center arcface cosface supcon triplet)
   smoke_check_csv("${OUTPUT_DIR}/features_${loss}.csv" HEADER "x,y,label" ROWS 300)
 endforeach()

@@ -25,6 +25,7 @@ import os
 import sys
 
 import torch
+from reference_common import REDUCTIONS  # beside this script: the fixtures' reduction codes
 
 try:
     from pytorch_metric_learning import distances, losses, miners, reducers
@@ -32,7 +33,6 @@ except ImportError as error:
     sys.exit(f"agree_pytorch_metric_learning: {error}; scripts/install_deps.sh installs the pinned package "
              "into .deps/reference-packages (run with PYTHONPATH=.deps/reference-packages)")
 
-REDUCTIONS = ["none", "mean", "sum"]  # index = at::Reduction code, as in the fixtures
 RTOL, ATOL = 1e-9, 1e-12
 
 
